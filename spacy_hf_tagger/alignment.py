@@ -1,0 +1,170 @@
+"""Align subword pieces to spaCy tokens through character offsets.
+
+Tokenizers report offsets that may include the space before a piece
+(byte-level BPE, SentencePiece's "▁", DeBERTa): aligning those as they are
+puts the piece on the previous token. So offsets are first trimmed to
+non-whitespace, then mapped to the spaCy tokens they overlap. A piece may cover
+several tokens ("can't" as one piece) and a token may hold several pieces;
+tokens that no piece covers (whitespace tokens, characters the tokenizer
+dropped) are reported so callers can label them "O".
+
+Pure numpy functions, tested without a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+AGGREGATIONS = ("first", "average", "max")
+
+# Every code point for which str.isspace() is True.
+_SPACE_CODEPOINTS = np.array(
+    sorted(c for c in range(0x3001) if chr(c).isspace()), dtype=np.uint32
+)
+
+
+def whitespace_mask(text: str) -> np.ndarray:
+    """Boolean array, one entry per character of `text`: is it whitespace."""
+    if not text:
+        return np.zeros(0, dtype=bool)
+    codepoints = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    return np.isin(codepoints, _SPACE_CODEPOINTS)
+
+
+def trim_offsets(offsets: np.ndarray, is_space: np.ndarray) -> np.ndarray:
+    """Shrink each (start, end) char span to exclude leading/trailing whitespace.
+
+    Spans that hold only whitespace, or are empty (special tokens), come back
+    as (start, start): they cover nothing.
+    """
+    offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    n_chars = len(is_space)
+    if len(offsets) == 0:
+        return offsets.copy()
+    positions = np.arange(n_chars + 1, dtype=np.int64)
+    # next_ns[i]: first non-space char at or after i (n_chars if none).
+    candidates = np.where(np.append(~is_space, True), positions, n_chars)
+    next_ns = np.minimum.accumulate(candidates[::-1])[::-1]
+    # last_ns[i]: last non-space char at or before i (-1 if none).
+    candidates = np.where(~is_space, positions[:-1], -1)
+    last_ns = np.maximum.accumulate(candidates) if n_chars else candidates
+
+    starts = np.clip(offsets[:, 0], 0, n_chars)
+    ends = np.clip(offsets[:, 1], 0, n_chars)
+    new_starts = next_ns[starts]
+    prev_index = np.clip(ends - 1, 0, max(n_chars - 1, 0))
+    new_ends = np.where(ends > 0, last_ns[prev_index] + 1, 0) if n_chars else ends
+    empty = (ends <= starts) | (new_ends <= new_starts)
+    new_starts = np.where(empty, starts, new_starts)
+    new_ends = np.where(empty, starts, new_ends)
+    return np.stack([new_starts, new_ends], axis=1)
+
+
+def piece_token_ranges(
+    trimmed: np.ndarray, token_starts: np.ndarray, token_ends: np.ndarray
+) -> np.ndarray:
+    """For each piece, the inclusive range [first, last] of spaCy tokens it overlaps.
+
+    Pieces that overlap no token get (-1, -2) so that `last < first`.
+    Token spans must be sorted and non-overlapping, as spaCy's are.
+    """
+    trimmed = np.asarray(trimmed, dtype=np.int64).reshape(-1, 2)
+    starts, ends = trimmed[:, 0], trimmed[:, 1]
+    # first token whose end is after the piece's start
+    first = np.searchsorted(token_ends, starts, side="right")
+    # last token whose start is before the piece's end
+    last = np.searchsorted(token_starts, ends, side="left") - 1
+    none = (ends <= starts) | (first > last)
+    first = np.where(none, -1, first)
+    last = np.where(none, -2, last)
+    return np.stack([first, last], axis=1)
+
+
+@dataclass
+class TokenAlignment:
+    """Piece↔token pairs: pair k links piece `piece[k]` to token `token[k]`.
+
+    `continues[k]` is True when the piece started in an earlier token, so it
+    may only continue an entity in this one, never begin it.
+    """
+
+    piece: np.ndarray
+    token: np.ndarray
+    continues: np.ndarray
+    n_tokens: int
+
+    def tokens_with_pieces(self) -> np.ndarray:
+        mask = np.zeros(self.n_tokens, dtype=bool)
+        mask[self.token] = True
+        return mask
+
+
+def align_pieces(ranges: np.ndarray, n_tokens: int) -> TokenAlignment:
+    """Expand piece token ranges into piece↔token pairs, sorted by token."""
+    ranges = np.asarray(ranges, dtype=np.int64).reshape(-1, 2)
+    counts = np.maximum(ranges[:, 1] - ranges[:, 0] + 1, 0)
+    piece = np.repeat(np.arange(len(ranges)), counts)
+    if len(piece) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return TokenAlignment(empty, empty, np.zeros(0, dtype=bool), n_tokens)
+    group_start = np.repeat(np.cumsum(counts) - counts, counts)
+    offset_in_piece = np.arange(len(piece)) - group_start
+    token = ranges[piece, 0] + offset_in_piece
+    continues = offset_in_piece > 0
+    order = np.lexsort((piece, continues, token))
+    return TokenAlignment(piece[order], token[order], continues[order], n_tokens)
+
+
+def aggregate_token_probs(
+    piece_probs: np.ndarray,
+    alignment: TokenAlignment,
+    method: str,
+    continuation: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    """Probabilities per spaCy token from the probabilities of its pieces.
+
+    - "first": the first piece that starts in the token (or, when none does,
+      the piece that runs into it from the previous token);
+    - "average": the mean over all pieces that overlap the token;
+    - "max": the piece with the most confident prediction.
+
+    `continuation` maps each label id to its continuation label (B→I, S→E):
+    a piece that ran in from an earlier token has its begin-mass moved there.
+    Rows of tokens with no piece are all zero.
+    """
+    if method not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {method!r}")
+    n_labels = piece_probs.shape[1] if piece_probs.ndim == 2 else 0
+    out = np.zeros((alignment.n_tokens, n_labels), dtype=np.float32)
+    if len(alignment.piece) == 0:
+        return out
+    pair_probs = piece_probs[alignment.piece]
+    if continuation is not None and alignment.continues.any():
+        moved = np.zeros_like(pair_probs[alignment.continues])
+        np.add.at(moved.T, continuation, pair_probs[alignment.continues].T)
+        pair_probs[alignment.continues] = moved
+    token = alignment.token
+    # Pairs are sorted by (token, continues, piece): group boundaries by token.
+    boundary = np.flatnonzero(np.r_[True, token[1:] != token[:-1]])
+    group_tokens = token[boundary]
+    if method == "first":
+        out[group_tokens] = pair_probs[boundary]
+    elif method == "average":
+        sums = np.add.reduceat(pair_probs, boundary, axis=0)
+        counts = np.diff(np.r_[boundary, len(token)])
+        out[group_tokens] = sums / counts[:, None]
+    else:
+        confidence = pair_probs.max(axis=1)
+        order = np.lexsort((-confidence, token))
+        best = order[np.searchsorted(token[order], group_tokens, side="left")]
+        out[group_tokens] = pair_probs[best]
+    return out
+
+
+def token_spans(token_idx: np.ndarray, token_lengths: np.ndarray) -> np.ndarray:
+    """(start, end) char spans of tokens from spaCy's IDX and LENGTH arrays."""
+    starts = np.asarray(token_idx, dtype=np.int64)
+    return np.stack([starts, starts + np.asarray(token_lengths, dtype=np.int64)], axis=1)

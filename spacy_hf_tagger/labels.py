@@ -1,0 +1,222 @@
+"""Label schemes: read a model's `id2label`, and decode token labels into spans.
+
+Models name their labels in many ways (IOB1, IOB2, BIOES, BILOU, IO, plain
+POS tags, hyphenated types such as ``B-person-actor``). Everything downstream
+works on one normal form: for entity models each label is a ``(prefix, type)``
+pair with prefix in ``B I E S O`` (BILOU's ``L``/``U`` read as ``E``/``S``);
+for tagging models each label is a plain tag.
+
+All functions here are pure, over numpy arrays and plain values, so they are
+tested without a model.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+#: Universal POS tags (UD v2). A label set inside this one is written to `pos_`.
+UPOS_TAGS = frozenset(
+    "ADJ ADP ADV AUX CCONJ DET INTJ NOUN NUM PART PRON PROPN PUNCT SCONJ SYM VERB X".split()
+)
+
+# A prefix letter, one separator, then the type. Split on the first separator
+# only, so that types may carry hyphens ("B-person-actor" -> B, person-actor).
+_ENTITY_LABEL = re.compile(r"^([BIESLU])[-_](.+)$")
+_OUTSIDE = frozenset({"O", "o", "0"})
+_PREFIX_NORMAL = {"B": "B", "I": "I", "E": "E", "S": "S", "L": "E", "U": "S"}
+
+SCHEMES = ("iob", "bioes", "io", "tags")
+
+
+class LabelSchemeError(ValueError):
+    """The model's labels cannot be read as entity or tag labels."""
+
+
+@dataclass(frozen=True)
+class LabelScheme:
+    """How to read one model's label ids.
+
+    `kind` is "iob" (IOB1 and IOB2 decode the same way), "bioes" (also BILOU),
+    "io" or "tags". For entity kinds, `prefixes[i]` is one of "B I E S O" and
+    `types[i]` the entity type of label id `i` ("" for O); for "tags",
+    `types[i]` is the tag and `prefixes` is all "".
+    """
+
+    kind: str
+    labels: Tuple[str, ...]
+    prefixes: Tuple[str, ...]
+    types: Tuple[str, ...]
+    entity_types: Tuple[str, ...] = field(default=())
+
+    @property
+    def is_entity(self) -> bool:
+        return self.kind != "tags"
+
+    @property
+    def outside_id(self) -> Optional[int]:
+        for i, prefix in enumerate(self.prefixes):
+            if prefix == "O":
+                return i
+        return None
+
+    def begin_to_inside(self) -> np.ndarray:
+        """For each label id, the id of the label that continues it.
+
+        A piece that starts in an earlier spaCy token cannot begin an entity in
+        a later token; its B-/S- mass moves to the matching I-/E- label. Labels
+        that have no continuation map to themselves.
+        """
+        index = {(p, t): i for i, (p, t) in enumerate(zip(self.prefixes, self.types))}
+        mapping = np.arange(len(self.labels))
+        for i, (prefix, type_) in enumerate(zip(self.prefixes, self.types)):
+            target = {"B": "I", "S": "E"}.get(prefix)
+            if target is None:
+                continue
+            j = index.get((target, type_))
+            if j is None and target == "E":
+                j = index.get(("I", type_))
+            if j is not None:
+                mapping[i] = j
+        return mapping
+
+
+def read_label_scheme(id2label: Mapping[int, str]) -> LabelScheme:
+    """Infer the label scheme from a model config's `id2label`.
+
+    Raises LabelSchemeError naming the labels when some look like entity labels
+    and others like tags, or when ids are not 0..n-1.
+    """
+    if not id2label:
+        raise LabelSchemeError(
+            "The model config has no labels (`id2label` is empty). Use a "
+            "token-classification checkpoint, or fine-tune with `spacy train`."
+        )
+    ids = sorted(int(i) for i in id2label)
+    if ids != list(range(len(ids))):
+        raise LabelSchemeError(
+            f"The model's label ids are not 0..{len(ids) - 1}: {ids[:20]}. "
+            "Fix `id2label` in the model's config.json."
+        )
+    labels = tuple(str(id2label[i]) for i in ids)
+    parsed: List[Optional[Tuple[str, str]]] = []
+    for label in labels:
+        if label in _OUTSIDE:
+            parsed.append(("O", ""))
+            continue
+        match = _ENTITY_LABEL.match(label)
+        parsed.append((_PREFIX_NORMAL[match.group(1)], match.group(2)) if match else None)
+
+    entity_like = [lab for lab, p in zip(labels, parsed) if p is not None and p[0] != "O"]
+    plain = [lab for lab, p in zip(labels, parsed) if p is None]
+    if not entity_like:
+        # A tag set: POS tags, or anything without entity prefixes.
+        return LabelScheme("tags", labels, tuple("" for _ in labels), labels, ())
+    if plain:
+        raise LabelSchemeError(
+            f"The model's labels mix entity labels ({entity_like[:5]}) with labels "
+            f"that have no B-/I-/E-/S-/L-/U- prefix ({plain[:5]}), so they read "
+            "neither as entities nor as tags. Rename them in the model's "
+            "config.json `id2label` so that all read one way."
+        )
+
+    prefixes = tuple(p[0] if p else "O" for p in parsed)
+    types = tuple(p[1] if p else "" for p in parsed)
+    used = set(prefixes) - {"O"}
+    if used & {"E", "S"}:
+        kind = "bioes"
+    elif used == {"I"}:
+        kind = "io"
+    else:
+        kind = "iob"
+    entity_types = tuple(sorted({t for t in types if t}))
+    return LabelScheme(kind, labels, prefixes, types, entity_types)
+
+
+@dataclass(frozen=True)
+class DecodedSpan:
+    """A decoded span over token indices [start, end)."""
+
+    start: int
+    end: int
+    label: str
+    score: float
+
+
+def decode_spans(
+    scheme: LabelScheme, label_ids: np.ndarray, scores: np.ndarray
+) -> List[DecodedSpan]:
+    """Turn per-token label ids into entity spans, repairing invalid sequences.
+
+    The repair is deterministic and follows conlleval: an I-/E- of type X that
+    does not continue an open X entity starts a new one; B-/S- always start a
+    new entity; E-/S- close the entity they belong to. IOB1 and IOB2 decode
+    identically under this rule. The span score is the mean of its tokens'
+    label probabilities.
+    """
+    if not scheme.is_entity:
+        raise ValueError("decode_spans needs an entity label scheme, not a tag set")
+    spans: List[DecodedSpan] = []
+    open_type = ""
+    open_start = 0
+    prefixes = scheme.prefixes
+    types = scheme.types
+
+    def close(end: int) -> None:
+        if open_type:
+            score = float(np.mean(scores[open_start:end])) if end > open_start else 0.0
+            spans.append(DecodedSpan(open_start, end, open_type, score))
+
+    for i, label_id in enumerate(label_ids.tolist()):
+        prefix = prefixes[label_id]
+        type_ = types[label_id]
+        if prefix == "O":
+            close(i)
+            open_type = ""
+            continue
+        continues = prefix in ("I", "E") and open_type == type_
+        if not continues:
+            close(i)
+            open_type = type_
+            open_start = i
+        if prefix in ("E", "S"):
+            close(i + 1)
+            open_type = ""
+    close(len(label_ids))
+    return spans
+
+
+def spans_to_iob(n_tokens: int, spans: Sequence[Tuple[int, int, str]]) -> List[str]:
+    """IOB2 strings for `n_tokens` tokens from non-overlapping (start, end, label) spans."""
+    tags = ["O"] * n_tokens
+    for start, end, label in spans:
+        tags[start] = f"B-{label}"
+        for i in range(start + 1, end):
+            tags[i] = f"I-{label}"
+    return tags
+
+
+def iob_labels(entity_types: Sequence[str]) -> List[str]:
+    """The IOB2 label list ("O" first) for entity types, as training creates it."""
+    labels = ["O"]
+    for type_ in entity_types:
+        labels.extend((f"B-{type_}", f"I-{type_}"))
+    return labels
+
+
+def map_types(
+    types: Sequence[str], label_map: Mapping[str, str], ignore: Sequence[str]
+) -> Dict[str, Optional[str]]:
+    """Resolve each model type to its output name, or None when it is ignored.
+
+    `ignore` may name a type either as the model calls it or after `label_map`.
+    """
+    ignored = set(ignore)
+    resolved: Dict[str, Optional[str]] = {}
+    for type_ in types:
+        out = label_map.get(type_, type_)
+        resolved[type_] = None if (type_ in ignored or out in ignored) else out
+    return resolved

@@ -1,0 +1,101 @@
+"""Cut long piece sequences into overlapping windows, and merge them back.
+
+A model sees at most `max_length` subwords. Texts are never truncated: they
+are cut into windows of at most `content_length` pieces that overlap by
+`stride` pieces, and every piece keeps the prediction of the window where it
+has the most context on both sides (the middle of each overlap is the cut).
+Windows are then packed into length-sorted batches under a subword budget so
+padding stays small.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, List, Sequence
+
+import numpy as np
+
+
+def plan_windows(n_pieces: int, content_length: int, stride: int) -> np.ndarray:
+    """Window bounds as an (k, 4) array: start, end, keep_start, keep_end.
+
+    [start, end) is what the model sees; [keep_start, keep_end) is the part
+    whose predictions are kept. The kept parts tile [0, n_pieces) exactly.
+    """
+    if content_length < 1:
+        raise ValueError(f"content_length must be positive, got {content_length}")
+    if not 0 <= stride < content_length:
+        raise ValueError(
+            f"stride (window overlap) must be at least 0 and below the window's "
+            f"content length {content_length}, got {stride}"
+        )
+    if n_pieces <= 0:
+        return np.zeros((0, 4), dtype=np.int64)
+    if n_pieces <= content_length:
+        return np.array([[0, n_pieces, 0, n_pieces]], dtype=np.int64)
+    step = content_length - stride
+    starts = list(range(0, n_pieces - content_length, step))
+    # The last window ends exactly at the end, so it is full and has context.
+    starts.append(n_pieces - content_length)
+    starts_arr = np.array(sorted(set(starts)), dtype=np.int64)
+    ends_arr = starts_arr + content_length
+    # Piece p goes to window i rather than i+1 while its right context in i
+    # (end_i - 1 - p) is at least its left context in i+1 (p - start_{i+1}).
+    cuts = (ends_arr[:-1] - 1 + starts_arr[1:]) // 2 + 1
+    keep_starts = np.r_[0, cuts]
+    keep_ends = np.r_[cuts, n_pieces]
+    return np.stack([starts_arr, ends_arr, keep_starts, keep_ends], axis=1)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One model input: the pieces [start, end) of text `text_index`."""
+
+    text_index: int
+    start: int
+    end: int
+    keep_start: int
+    keep_end: int
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+def make_windows(
+    piece_counts: Sequence[int], content_length: int, stride: int
+) -> List[Window]:
+    """All windows of all texts, in text order."""
+    windows: List[Window] = []
+    for text_index, n in enumerate(piece_counts):
+        for start, end, keep_start, keep_end in plan_windows(n, content_length, stride).tolist():
+            windows.append(Window(text_index, start, end, keep_start, keep_end))
+    return windows
+
+
+def pack_batches(
+    lengths: Sequence[int], batch_size: int, max_batch_pieces: int
+) -> Iterator[List[int]]:
+    """Group window indices into batches, longest first, by length.
+
+    A batch holds at most `batch_size` windows and at most `max_batch_pieces`
+    padded positions (rows × longest row), but always at least one window.
+    Sorting by length keeps padding small; the order is stable, so equal
+    inputs give equal batches.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batch: List[int] = []
+    longest = 0
+    for index in order:
+        length = max(lengths[index], 1)
+        if batch and (
+            len(batch) >= batch_size or (len(batch) + 1) * max(longest, length) > max_batch_pieces
+        ):
+            yield batch
+            batch, longest = [], 0
+        batch.append(index)
+        longest = max(longest, length)
+    if batch:
+        yield batch

@@ -1,0 +1,116 @@
+"""Write decoded predictions onto a Doc: entities, span groups, token attributes.
+
+The one place that mutates Docs. Entities from earlier components (rules)
+survive unless `overwrite_ents`; predictions that cannot go into `doc.ents`
+are returned so the caller can count and report them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+from spacy.tokens import Doc, Span, SpanGroup, Token
+
+BIO_ATTR = "hf_bio"
+SCORE_ATTR = "hf_score"
+
+
+def register_extensions() -> None:
+    """Declare the token and span extensions once; values are msgpack-friendly."""
+    if not Token.has_extension(BIO_ATTR):
+        Token.set_extension(BIO_ATTR, default=None)
+    if not Token.has_extension(SCORE_ATTR):
+        Token.set_extension(SCORE_ATTR, default=None)
+    if not Span.has_extension(SCORE_ATTR):
+        Span.set_extension(SCORE_ATTR, default=None)
+
+
+@dataclass
+class EntityPrediction:
+    """Spans to write for one doc, over token indices, with per-token outputs."""
+
+    spans: List[Tuple[int, int, str, float]]
+    token_labels: List[str]
+    token_scores: List[Optional[float]]
+
+
+@dataclass
+class WriteReport:
+    """What happened while writing one doc's predictions."""
+
+    conflicts: List[Tuple[int, int, str]] = field(default_factory=list)
+    replaced: int = 0
+
+
+def write_entities(
+    doc: Doc,
+    prediction: EntityPrediction,
+    *,
+    set_ents: bool,
+    spans_key: Optional[str],
+    overwrite_ents: bool,
+) -> WriteReport:
+    """Write one doc's entity predictions.
+
+    With `overwrite_ents=False` an existing entity wins every conflict and the
+    losing prediction is reported; with True the prediction wins and the
+    existing entities it overlaps are removed.
+    """
+    report = WriteReport()
+    spans = [Span(doc, s, e, label=label) for s, e, label, _ in prediction.spans]
+    scores = [score for *_, score in prediction.spans]
+    for span, score in zip(spans, scores):
+        span._.set(SCORE_ATTR, float(score))
+    if set_ents:
+        existing = list(doc.ents)
+        taken = np.zeros(len(doc), dtype=bool)
+        if overwrite_ents:
+            for span in spans:
+                taken[span.start : span.end] = True
+            kept = [ent for ent in existing if not taken[ent.start : ent.end].any()]
+            report.replaced = len(existing) - len(kept)
+            final = kept + spans
+        else:
+            for ent in existing:
+                taken[ent.start : ent.end] = True
+            final = list(existing)
+            for span in spans:
+                if taken[span.start : span.end].any():
+                    report.conflicts.append((span.start, span.end, span.label_))
+                else:
+                    final.append(span)
+        final.sort(key=lambda s: s.start)
+        doc.set_ents(final, default="outside")
+    if spans_key is not None:
+        group = SpanGroup(doc, name=spans_key, spans=spans)
+        group.attrs["scores"] = [float(s) for s in scores]
+        doc.spans[spans_key] = group
+    write_token_outputs(doc, prediction.token_labels, prediction.token_scores)
+    return report
+
+
+def write_token_outputs(
+    doc: Doc, labels: Sequence[Optional[str]], scores: Sequence[Optional[float]]
+) -> None:
+    """Set token._.hf_bio and token._.hf_score on every token."""
+    for token, label, score in zip(doc, labels, scores):
+        token._.set(BIO_ATTR, label)
+        token._.set(SCORE_ATTR, score)
+
+
+def write_tags(
+    doc: Doc,
+    tags: Sequence[Optional[str]],
+    scores: Sequence[Optional[float]],
+    *,
+    attrs: Sequence[str],
+) -> None:
+    """Write tags to token.tag_ and/or token.pos_; None leaves a token as it was."""
+    for token, tag in zip(doc, tags):
+        if tag is None:
+            continue
+        for attr in attrs:
+            setattr(token, f"{attr}_", tag)
+    write_token_outputs(doc, tags, scores)
