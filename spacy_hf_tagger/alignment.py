@@ -30,7 +30,8 @@ def whitespace_mask(text: str) -> np.ndarray:
     """Boolean array, one entry per character of `text`: is it whitespace."""
     if not text:
         return np.zeros(0, dtype=bool)
-    codepoints = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    # surrogatepass: lone surrogates are still one character each.
+    codepoints = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     return np.isin(codepoints, _SPACE_CODEPOINTS)
 
 

@@ -24,7 +24,7 @@ def _fill_gaps(scheme: LabelScheme, label_ids: np.ndarray, has_piece: np.ndarray
     if has_piece.all():
         return label_ids
     label_ids = label_ids.copy()
-    outside = scheme.outside_id
+    outside = scheme.outside_id if scheme.outside_id is not None else -1
     inside_of = {t: i for i, (p, t) in enumerate(zip(scheme.prefixes, scheme.types)) if p == "I"}
     n = len(label_ids)
     i = 0
@@ -38,16 +38,17 @@ def _fill_gaps(scheme: LabelScheme, label_ids: np.ndarray, has_piece: np.ndarray
         fill = outside
         if i > 0 and j < n:
             before, after = label_ids[i - 1], label_ids[j]
-            type_ = scheme.types[before]
+            type_ = scheme.types[before] if before >= 0 else ""
             if (
-                scheme.prefixes[before] in ("B", "I")
+                before >= 0
+                and after >= 0
+                and scheme.prefixes[before] in ("B", "I")
                 and scheme.prefixes[after] in ("I", "E")
                 and scheme.types[after] == type_
                 and type_ in inside_of
             ):
                 fill = inside_of[type_]
-        if fill is not None:
-            label_ids[i:j] = fill
+        label_ids[i:j] = fill
         i = j
     return label_ids
 
@@ -70,8 +71,7 @@ def predict_entities(
     label_ids = token_probs.argmax(axis=1) if token_probs.shape[1] else np.zeros(0, int)
     scores = token_probs[np.arange(n_tokens), label_ids]
     outside = scheme.outside_id
-    if outside is not None:
-        label_ids = np.where(has_piece, label_ids, outside)
+    label_ids = np.where(has_piece, label_ids, outside if outside is not None else -1)
     label_ids = _fill_gaps(scheme, label_ids, has_piece)
     # Piece-less tokens inside a span borrow the score of the token after them.
     scores = scores.astype(np.float64)

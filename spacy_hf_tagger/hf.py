@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,18 @@ _OFFSET_POSITION_MODELS = frozenset(
      "esm", "xmod", "lilt"}
 )
 _SENTINEL_MAX_LENGTH = 100_000
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _single_thread_after_fork() -> None:
+    """A forked child (`nlp.pipe(n_process=N)`) inherits an OpenMP pool it cannot
+    use: its first parallel op would hang. One intra-op thread per child avoids
+    the pool, and N processes already share the cores."""
+    torch.set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_single_thread_after_fork)
 
 
 class ModelLoadError(ValueError):
@@ -354,7 +367,9 @@ def encode_texts(tokenizer: Any, texts: Sequence[str]) -> List[EncodedText]:
     backend = tokenizer.backend_tokenizer
     backend.no_truncation()
     backend.no_padding()
-    encodings = backend.encode_batch(list(texts), add_special_tokens=False)
+    # Lone surrogates cannot cross into Rust; U+FFFD keeps every offset in place.
+    safe = [_SURROGATE.sub("\ufffd", t) if _SURROGATE.search(t) else t for t in texts]
+    encodings = backend.encode_batch(safe, add_special_tokens=False)
     out = []
     for encoding in encodings:
         ids = np.asarray(encoding.ids, dtype=np.int64)

@@ -95,13 +95,14 @@ def read_label_scheme(id2label: Mapping[int, str]) -> LabelScheme:
             "The model config has no labels (`id2label` is empty). Use a "
             "token-classification checkpoint, or fine-tune with `spacy train`."
         )
-    ids = sorted(int(i) for i in id2label)
+    by_id = {int(i): str(label) for i, label in id2label.items()}
+    ids = sorted(by_id)
     if ids != list(range(len(ids))):
         raise LabelSchemeError(
             f"The model's label ids are not 0..{len(ids) - 1}: {ids[:20]}. "
             "Fix `id2label` in the model's config.json."
         )
-    labels = tuple(str(id2label[i]) for i in ids)
+    labels = tuple(by_id[i] for i in ids)
     parsed: List[Optional[Tuple[str, str]]] = []
     for label in labels:
         if label in _OUTSIDE:
@@ -171,8 +172,9 @@ def decode_spans(
             spans.append(DecodedSpan(open_start, end, open_type, score))
 
     for i, label_id in enumerate(label_ids.tolist()):
-        prefix = prefixes[label_id]
-        type_ = types[label_id]
+        # Negative ids mark tokens outside any entity (schemes without an O label).
+        prefix = prefixes[label_id] if label_id >= 0 else "O"
+        type_ = types[label_id] if label_id >= 0 else ""
         if prefix == "O":
             close(i)
             open_type = ""

@@ -51,6 +51,9 @@ def biluo_to_scheme_ids(
         label = index.get((wanted, type_))
         if label is None and wanted in ("E", "S"):
             label = index.get(({"E": "I", "S": "B"}[wanted], type_))
+        if label is None and wanted == "B":
+            # IOB1 models may have no B-X at all: I-X is how they start X.
+            label = index.get(("I", type_))
         if label is None:
             unknown.append(type_)
             continue

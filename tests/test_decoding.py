@@ -1,0 +1,252 @@
+"""Token probabilities → entity spans / tags, with post-processing (pure, no model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spacy_hf_tagger.decoding import _fill_gaps, predict_entities, predict_tags, tag_name_map
+from spacy_hf_tagger.labels import read_label_scheme, spans_to_iob
+
+
+def scheme_of(labels):
+    return read_label_scheme(dict(enumerate(labels)))
+
+
+# "O" deliberately not at id 0: a zero row's argmax (0 = B-LOC) must not leak through.
+IOB = scheme_of(["B-LOC", "I-LOC", "O", "B-PER", "I-PER"])
+B_LOC, I_LOC, OUT, B_PER, I_PER = range(5)
+NAMES = {"LOC": "LOC", "PER": "PER"}
+
+
+def rows(*specs, n_labels=5):
+    """One probability row per spec: (label id, probability) with the rest spread
+    evenly, or None for a token with no piece (all-zero row)."""
+    out = np.zeros((len(specs), n_labels), dtype=np.float32)
+    for k, spec in enumerate(specs):
+        if spec is None:
+            continue
+        label, p = spec
+        out[k] = (1.0 - p) / (n_labels - 1)
+        out[k, label] = p
+    return out
+
+
+def mask(*flags):
+    return np.array(flags, dtype=bool)
+
+
+# --- predict_entities ----------------------------------------------------------------
+
+
+def test_gap_fill_new_york():
+    # "New  York is nice": the extra space is a spaCy token with no piece
+    probs = rows((B_LOC, 0.75), None, (I_LOC, 0.5), (OUT, 0.75), (OUT, 0.5))
+    has_piece = mask(True, False, True, True, True)
+    pred, below = predict_entities(IOB, probs, has_piece, NAMES, 0.0)
+    assert below == 0
+    assert [s[:3] for s in pred.spans] == [(0, 3, "LOC")]
+    # the piece-less token borrows the score of the token after it
+    assert pred.spans[0][3] == pytest.approx((0.75 + 0.5 + 0.5) / 3)
+    assert pred.token_labels == ["B-LOC", "I-LOC", "I-LOC", "O", "O"]
+    assert pred.token_scores == [0.75, None, 0.5, 0.75, 0.5]
+
+
+def test_gap_fill_several_piece_less_tokens():
+    probs = rows((B_LOC, 0.75), None, None, (I_LOC, 0.5))
+    pred, _ = predict_entities(IOB, probs, mask(True, False, False, True), NAMES, 0.0)
+    assert [s[:3] for s in pred.spans] == [(0, 4, "LOC")]
+    assert pred.spans[0][3] == pytest.approx((0.75 + 3 * 0.5) / 4)
+    assert pred.token_labels == ["B-LOC", "I-LOC", "I-LOC", "I-LOC"]
+    assert pred.token_scores == [0.75, None, None, 0.5]
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "spans", "labels"),
+    [
+        # a new B- after the gap: two entities, the gap is outside
+        (B_LOC, B_LOC, [(0, 1, "LOC"), (2, 3, "LOC")], ["B-LOC", "O", "B-LOC"]),
+        # another type after the gap
+        (B_LOC, I_PER, [(0, 1, "LOC"), (2, 3, "PER")], ["B-LOC", "O", "B-PER"]),
+        # nothing open before the gap
+        (OUT, I_LOC, [(2, 3, "LOC")], ["O", "O", "B-LOC"]),
+        # the entity does not go on after the gap
+        (I_LOC, OUT, [(0, 1, "LOC")], ["B-LOC", "O", "O"]),
+    ],
+)
+def test_gap_not_filled(before, after, spans, labels):
+    probs = rows((before, 0.75), None, (after, 0.75))
+    pred, _ = predict_entities(IOB, probs, mask(True, False, True), NAMES, 0.0)
+    assert [s[:3] for s in pred.spans] == spans
+    assert pred.token_labels == labels
+    assert pred.token_scores[1] is None
+
+
+def test_piece_less_tokens_at_edges_are_outside():
+    probs = rows(None, (B_LOC, 0.75), (I_LOC, 0.75), None)
+    pred, _ = predict_entities(IOB, probs, mask(False, True, True, False), NAMES, 0.0)
+    assert pred.spans == [(1, 3, "LOC", 0.75)]
+    assert pred.token_labels == ["O", "B-LOC", "I-LOC", "O"]
+    assert pred.token_scores == [None, 0.75, 0.75, None]
+
+
+def test_piece_less_row_argmax_is_not_used():
+    # the zero row of a piece-less token would argmax to id 0 (B-LOC)
+    probs = rows(None, None)
+    pred, below = predict_entities(IOB, probs, mask(False, False), NAMES, 0.0)
+    assert pred.spans == []
+    assert pred.token_labels == ["O", "O"]
+    assert pred.token_scores == [None, None]
+    assert below == 0
+
+
+def test_gap_fill_bioes():
+    scheme = scheme_of(["O", "B-X", "I-X", "E-X", "S-X"])
+    probs = rows((1, 0.75), None, (3, 0.75))
+    pred, _ = predict_entities(scheme, probs, mask(True, False, True), {"X": "X"}, 0.0)
+    assert pred.spans == [(0, 3, "X", 0.75)]
+    assert pred.token_labels == ["B-X", "I-X", "I-X"]
+    # S- closes its entity: no fill after it
+    probs = rows((4, 0.75), None, (3, 0.75))
+    pred, _ = predict_entities(scheme, probs, mask(True, False, True), {"X": "X"}, 0.0)
+    assert [s[:3] for s in pred.spans] == [(0, 1, "X"), (2, 3, "X")]
+    assert pred.token_labels == ["B-X", "O", "B-X"]
+
+
+def test_bioes_token_labels_are_iob2():
+    scheme = scheme_of(["O", "B-X", "I-X", "E-X", "S-X"])
+    probs = rows((1, 0.5), (2, 0.5), (3, 0.5), (4, 0.5), (0, 0.5), (3, 0.5))
+    pred, _ = predict_entities(scheme, probs, mask(*[True] * 6), {"X": "X"}, 0.0)
+    assert [s[:3] for s in pred.spans] == [(0, 3, "X"), (3, 4, "X"), (5, 6, "X")]
+    assert pred.token_labels == ["B-X", "I-X", "I-X", "B-X", "O", "B-X"]
+
+
+def test_threshold_drops_and_counts():
+    probs = rows((B_LOC, 0.75), None, (I_LOC, 0.5), (OUT, 0.75), (B_PER, 0.75))
+    has_piece = mask(True, False, True, True, True)
+    pred, below = predict_entities(IOB, probs, has_piece, NAMES, 0.6)
+    assert below == 1  # LOC scored 0.5833
+    assert pred.spans == [(4, 5, "PER", 0.75)]
+    assert pred.token_labels == ["O", "O", "O", "O", "B-PER"]
+    # tokens outside every written span report the probability of "O"
+    assert pred.token_scores == [0.0625, None, 0.125, 0.75, 0.75]
+
+
+def test_threshold_is_inclusive():
+    probs = rows((B_PER, 0.75), (OUT, 0.75))
+    pred, below = predict_entities(IOB, probs, mask(True, True), NAMES, 0.75)
+    assert pred.spans == [(0, 1, "PER", 0.75)]
+    assert below == 0
+    pred, below = predict_entities(IOB, probs, mask(True, True), NAMES, 0.7500001)
+    assert pred.spans == []
+    assert below == 1
+
+
+def test_ignored_types_are_not_counted_as_below_threshold():
+    probs = rows((B_LOC, 0.25), (B_PER, 0.75), (I_PER, 0.75))
+    pred, below = predict_entities(IOB, probs, mask(True, True, True), {"LOC": None}, 0.5)
+    assert pred.spans == [(1, 3, "PER", 0.75)]
+    assert below == 0
+    assert pred.token_labels == ["O", "B-PER", "I-PER"]
+
+
+def test_label_map_renames_spans_and_token_labels():
+    probs = rows((B_LOC, 0.75), (I_LOC, 0.75), (B_PER, 0.5))
+    names = {"LOC": "GPE", "PER": "PERSON"}
+    pred, _ = predict_entities(IOB, probs, mask(True, True, True), names, 0.0)
+    assert pred.spans == [(0, 2, "GPE", 0.75), (2, 3, "PERSON", 0.5)]
+    assert pred.token_labels == ["B-GPE", "I-GPE", "B-PERSON"]
+
+
+def test_types_missing_from_type_names_keep_their_name():
+    probs = rows((B_LOC, 0.75))
+    pred, _ = predict_entities(IOB, probs, mask(True), {}, 0.0)
+    assert pred.spans == [(0, 1, "LOC", 0.75)]
+
+
+def test_piece_less_tokens_outside_in_scheme_without_o_label():
+    scheme = scheme_of(["B-PER", "I-PER"])
+    assert scheme.outside_id is None
+    probs = np.array([[0, 0], [0.25, 0.75], [0, 0]], dtype=np.float32)
+    pred, _ = predict_entities(scheme, probs, mask(False, True, False), {"PER": "PER"}, 0.0)
+    # actual: [(0, 2, "PER", 0.75), (2, 3, "PER", 1.0)]
+    assert pred.spans == [(1, 2, "PER", 0.75)]
+    assert pred.token_labels == ["O", "B-PER", "O"]
+
+
+def test_empty_doc():
+    pred, below = predict_entities(IOB, np.zeros((0, 5), dtype=np.float32), mask(), NAMES, 0.0)
+    assert (pred.spans, pred.token_labels, pred.token_scores, below) == ([], [], [], 0)
+
+
+def test_fill_gaps_directly():
+    label_ids = np.array([B_LOC, B_LOC, I_LOC, B_PER, B_LOC, I_LOC, B_PER, I_PER])
+    has_piece = mask(True, False, True, True, False, True, False, True)
+    out = _fill_gaps(IOB, label_ids, has_piece)
+    assert out.tolist() == [B_LOC, I_LOC, I_LOC, B_PER, OUT, I_LOC, OUT, I_PER]
+    # input untouched; all-pieces input comes back as is
+    assert label_ids.tolist() == [B_LOC, B_LOC, I_LOC, B_PER, B_LOC, I_LOC, B_PER, I_PER]
+    assert _fill_gaps(IOB, label_ids, mask(*[True] * 8)) is label_ids
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_predict_entities_properties(data):
+    n = data.draw(st.integers(0, 14))
+    weights = data.draw(
+        st.lists(st.lists(st.integers(1, 9), min_size=5, max_size=5), min_size=n, max_size=n)
+    )
+    probs = np.array(weights, dtype=np.float32).reshape(n, 5)
+    if n:
+        probs /= probs.sum(axis=1, keepdims=True)
+    has_piece = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
+    probs[~has_piece] = 0.0
+    names = data.draw(
+        st.fixed_dictionaries(
+            {"LOC": st.sampled_from(["LOC", "GPE", None]), "PER": st.sampled_from(["PER", None])}
+        )
+    )
+    threshold = data.draw(st.sampled_from([0.0, 0.3, 0.5]))
+    pred, below = predict_entities(IOB, probs, has_piece, names, threshold)
+    all_pred, all_below = predict_entities(IOB, probs, has_piece, names, 0.0)
+    assert all_below == 0
+    # the threshold only removes spans, and counts what it removes
+    assert set(pred.spans) <= set(all_pred.spans)
+    assert below == len(all_pred.spans) - len(pred.spans)
+    end = 0
+    for start, stop, label, score in pred.spans:
+        assert end <= start < stop <= n
+        end = stop
+        assert label in {v for v in names.values() if v is not None}
+        assert score >= threshold
+        # entity boundaries fall on tokens that the model saw
+        assert has_piece[start]
+        assert has_piece[stop - 1]
+    # the IOB2 token labels agree with the spans exactly
+    assert pred.token_labels == spans_to_iob(n, [s[:3] for s in pred.spans])
+    assert len(pred.token_scores) == n
+    for k in range(n):
+        assert (pred.token_scores[k] is None) == (not has_piece[k])
+
+
+# --- predict_tags --------------------------------------------------------------------
+
+
+def test_predict_tags():
+    scheme = scheme_of(["NOUN", "VERB", "PUNCT"])
+    probs = rows((1, 0.5), None, (0, 0.75), (2, 1.0), n_labels=3)
+    names = tag_name_map(scheme, {"NOUN": "N"})
+    assert names == {"NOUN": "N", "VERB": "VERB", "PUNCT": "PUNCT"}
+    tags, scores = predict_tags(scheme, probs, mask(True, False, True, True), names)
+    assert tags == ["VERB", None, "N", "PUNCT"]
+    assert scores == [0.5, None, 0.75, 1.0]
+
+
+def test_predict_tags_ptb_labels_and_empty():
+    scheme = scheme_of(["-LRB-", "PRP$", "HYPH"])
+    probs = rows((1, 0.5), (0, 0.5), n_labels=3)
+    names = tag_name_map(scheme, {})
+    assert predict_tags(scheme, probs, mask(True, True), names) == (["PRP$", "-LRB-"], [0.5, 0.5])
+    assert predict_tags(scheme, np.zeros((0, 3), dtype=np.float32), mask(), names) == ([], [])
