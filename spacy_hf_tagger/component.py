@@ -7,8 +7,6 @@ and is a `TrainablePipe`, so `spacy train` fine-tunes it through the same
 encoding and alignment code that inference uses.
 """
 
-from __future__ import annotations
-
 import json
 import shutil
 import tempfile
@@ -126,7 +124,7 @@ def make_hf_token_tagger(
     label_all_pieces: bool,
     mixed_precision: str,
     scorer: Optional[Callable],
-) -> HFTokenTagger:
+) -> "HFTokenTagger":
     """Build the component. The model itself loads lazily, on first use or
     from_disk, so `spacy.load` of a saved pipeline never touches `model`."""
     return HFTokenTagger(
@@ -793,7 +791,7 @@ class HFTokenTagger(TrainablePipe):
 
     def from_disk(
         self, path: Union[str, Path], *, exclude: Iterable[str] = ()
-    ) -> HFTokenTagger:
+    ) -> "HFTokenTagger":
         """Load settings and the model from `path` only: never from `model`'s hub id."""
         path = Path(path)
         cfg_path = path / CFG_FILE
@@ -828,7 +826,7 @@ class HFTokenTagger(TrainablePipe):
             }
         return srsly.msgpack_dumps(files)
 
-    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = ()) -> HFTokenTagger:
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = ()) -> "HFTokenTagger":
         import srsly
 
         files = srsly.msgpack_loads(bytes_data)
