@@ -563,6 +563,20 @@ class HFTokenTagger(TrainablePipe):
         kind = self._training_kind(get_examples, checkpoint_scheme)
         if labels is None:
             labels = self._labels_from_data(get_examples, kind)
+        if not labels:
+            if checkpoint_scheme is None:
+                raise ConfigError(
+                    f"No gold {kind} labels were found in the training examples and "
+                    f"{source!r} has no token-classification head to take labels from. "
+                    "Check the corpus (e.g. `spacy debug data`) or pass labels in "
+                    "[initialize.components.<name>.labels]."
+                )
+            # Nothing to learn labels from (e.g. `spacy assemble`): keep the checkpoint.
+            labels = list(
+                checkpoint_scheme.entity_types
+                if checkpoint_scheme.is_entity
+                else checkpoint_scheme.labels
+            )
         new_labels = self._merge_labels(checkpoint_scheme, kind, list(labels))
         if checkpoint_scheme is None or list(new_labels) != list(checkpoint_scheme.labels):
             keep = checkpoint_scheme.labels if checkpoint_scheme is not None else ()
@@ -588,7 +602,7 @@ class HFTokenTagger(TrainablePipe):
         if scheme is not None:
             if scheme.is_entity:
                 return "ents"
-            return "pos" if set(scheme.labels) <= UPOS_TAGS else "tag"
+            return "pos" if set(scheme.labels) <= UPOS_TAGS | {"_"} else "tag"
         raise ConfigError(
             "Cannot tell what to train: the examples have no entities, POS or tags. "
             "Set `annotate` (e.g. [\"ents\", \"spans\"] or [\"pos\"])."
@@ -606,11 +620,6 @@ class HFTokenTagger(TrainablePipe):
             else:
                 attr = "pos_" if kind == "pos" else "tag_"
                 found.update(getattr(t, attr) for t in ref if getattr(t, attr))
-        if not found:
-            raise ConfigError(
-                f"No gold {kind} labels were found in the training examples; check the "
-                "corpus (e.g. `spacy debug data`)."
-            )
         return sorted(found)
 
     @staticmethod

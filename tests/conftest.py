@@ -1,0 +1,72 @@
+"""Shared pytest fixtures: tiny local models per tokenizer family, and ../shared.
+
+Why: most behaviour of the plugin depends on the tokenizer family (offsets, special
+tokens, unknown pieces, position limits), but real checkpoints need the network and
+take minutes to load. ``tiny_models`` builds a few-hundred-kilobyte model per family in
+well under a second (a few seconds when trained) and caches it for the whole session,
+so any test can ask for "the XLM-R-like model with these labels" freely.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import pytest
+from tiny_models import NER_LABELS, build_tiny_model
+
+TinyModelFactory = Callable[..., Path]
+
+_SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModelFactory:
+    """Return ``get(family, labels=NER_LABELS, model_max_length=32, train_steps=0)``.
+
+    Each distinct ``(family, labels, model_max_length, train_steps)`` is built once per
+    session into its own folder and the same path is returned afterwards; callers must
+    treat the folder as read-only because other tests share it. ``train_steps=100`` is
+    the suggested value for tests that need the model to have memorised
+    ``tiny_models.training_sentences()`` (sharing one value shares one build).
+    """
+    root = tmp_path_factory.mktemp("tiny_models")
+    cache: dict[tuple[str, tuple[str, ...], Optional[int], int], Path] = {}
+
+    def get(
+        family: str,
+        labels: Sequence[str] = NER_LABELS,
+        model_max_length: Optional[int] = 32,
+        train_steps: int = 0,
+    ) -> Path:
+        key = (family, tuple(labels), model_max_length, train_steps)
+        if key not in cache:
+            out_dir = root / f"{family}-{len(cache)}"
+            cache[key] = build_tiny_model(
+                family,
+                out_dir,
+                list(labels),
+                model_max_length=model_max_length,
+                train_steps=train_steps,
+            )
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_models: TinyModelFactory) -> TinyModelFactory:
+    """Alias of :func:`tiny_models` for tests that read better as ``tiny_model_dir(family)``."""
+    return tiny_models
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """Path to the sibling ``../shared`` folder holding the real model and data.
+
+    Tests that need a real checkpoint or corpus skip (rather than fail) where the folder
+    is missing, so the suite stays green on machines that only have the repository.
+    """
+    if not _SHARED_DIR.is_dir():
+        pytest.skip(f"../shared is absent: needs the real model and data ({_SHARED_DIR} not found)")
+    return _SHARED_DIR

@@ -1,0 +1,822 @@
+"""Tiny, locally built Hugging Face token-classification models for the test suite.
+
+Why this module exists: the plugin must cope with every tokenizer family a user may
+point it at (WordPiece cased/uncased, byte-level BPE, SentencePiece-style Metaspace
+Unigram/BPE), each with its own offset quirks and special tokens. Real checkpoints are
+hundreds of megabytes and need the model hub, which the test machines cannot reach.
+So every family is rebuilt here from scratch in well under a second: a ``tokenizers``
+pipeline with the family's normaliser, pre-tokenizer, subword model and post-processor,
+whose vocabulary is learned from a small built-in corpus (deterministically, see the
+"Vocabulary learning" section), wrapped in the family's *fast* ``transformers``
+tokenizer class, and a 2-layer model of the matching architecture, both written with
+``save_pretrained`` (safetensors) so that loading goes through exactly the same
+``Auto*.from_pretrained(folder)`` code path as a real model.
+
+The vocabularies are deliberately small (a few hundred entries), so ordinary words are
+split into several pieces and rare characters become unknown tokens; ``model_max_length``
+is tiny (32 by default) so that long texts need windowing. ``model_max_length=None``
+keeps the ``VERY_LARGE_INTEGER`` sentinel that many real tokenizers ship with, so code
+has to fall back to ``config.max_position_embeddings`` (which, for RoBERTa-like models,
+is two larger than the usable length because of the padding-index position offset).
+
+With ``train_steps > 0`` the model is fine-tuned until it memorises
+:func:`training_sentences`, which lets end-to-end tests assert real entities
+("Sarah" = PER, "Paris" = LOC) instead of only shapes.
+
+This module imports no pytest so that it can also be used from scripts and benchmarks.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from tokenizers import (
+    AddedToken,
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+)
+from transformers import (
+    BertConfig,
+    BertForTokenClassification,
+    BertTokenizerFast,
+    DebertaV2Config,
+    DebertaV2ForTokenClassification,
+    DebertaV2TokenizerFast,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    RobertaConfig,
+    RobertaForTokenClassification,
+    RobertaTokenizerFast,
+    XLMRobertaConfig,
+    XLMRobertaForTokenClassification,
+    XLMRobertaTokenizerFast,
+)
+
+__all__ = ["FAMILIES", "NER_LABELS", "build_tiny_model", "training_sentences"]
+
+FAMILIES: tuple[str, ...] = (
+    "wordpiece-cased",
+    "wordpiece-uncased",
+    "bpe-roberta",
+    "sentencepiece-xlmr",
+    "sentencepiece-deberta",
+)
+
+NER_LABELS: list[str] = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
+
+# Number of usable token positions (special tokens included) when the caller asks
+# for the ``VERY_LARGE_INTEGER`` sentinel; small so windowing is still exercised.
+_SENTINEL_CAPACITY = 32
+
+# Model size: big enough to memorise ~25 sentences in about 60 full-batch steps,
+# small enough that a forward/backward pass over the whole set takes milliseconds.
+_HIDDEN = 64
+_LAYERS = 2
+_HEADS = 2
+_INTERMEDIATE = 128
+
+# Target vocabulary sizes. Byte-level BPE spends 256 entries on its byte alphabet,
+# so it gets more room to still learn a few hundred merges.
+_VOCAB_SIZE = {
+    "wordpiece-cased": 300,
+    "wordpiece-uncased": 280,
+    "bpe-roberta": 450,
+    "sentencepiece-xlmr": 300,
+    "sentencepiece-deberta": 250,
+}
+
+_LEARNING_RATE = 3e-3
+
+# Intra-op threads used while building. One, deliberately: matrices this small gain
+# nothing from a second thread, and on a shared 2-core machine OpenMP spin-waiting made
+# two-thread builds 5-10x slower (and erratic) whenever another process held a core.
+_TORCH_THREADS = 1
+
+# (text, [(entity text, label type), ...]) with entities listed in order of
+# appearance; character offsets are computed from this table so that they can never
+# drift out of sync with the text. Every entity lines up with spaCy's English
+# tokenizer boundaries (checked in tests), e.g. "Acme Corp." keeps its period because
+# spaCy keeps "Corp." as one token.
+_ANNOTATED: list[tuple[str, list[tuple[str, str]]]] = [
+    ("My name is Sarah and I live in Paris.", [("Sarah", "PER"), ("Paris", "LOC")]),
+    ("John Smith visited Berlin last May.", [("John Smith", "PER"), ("Berlin", "LOC")]),
+    ("Acme Corp. hired Maria Garcia in 2021.", [("Acme Corp.", "ORG"), ("Maria Garcia", "PER")]),
+    (
+        "Sarah flew from London to New York on Monday.",
+        [("Sarah", "PER"), ("London", "LOC"), ("New York", "LOC")],
+    ),
+    ("The U.S.-led talks in Geneva ended early.", [("Geneva", "LOC")]),
+    (
+        "Peter can't find the Globex office in Zürich.",
+        [("Peter", "PER"), ("Globex", "ORG"), ("Zürich", "LOC")],
+    ),
+    (
+        "Anna Müller joined Initech in Munich.",
+        [("Anna Müller", "PER"), ("Initech", "ORG"), ("Munich", "LOC")],
+    ),
+    ("Kenji moved to 東京 in 1999.", [("Kenji", "PER"), ("東京", "LOC")]),
+    ("David works at Google in London.", [("David", "PER"), ("Google", "ORG"), ("London", "LOC")]),
+    ("Emma and Liam met in Rome.", [("Emma", "PER"), ("Liam", "PER"), ("Rome", "LOC")]),
+    ("The United Nations met in Vienna on 3 June.", [("United Nations", "ORG"), ("Vienna", "LOC")]),
+    ("Acme Corp is based in Chicago.", [("Acme Corp", "ORG"), ("Chicago", "LOC")]),
+    (
+        "Dr. Alice Brown spoke at Stanford University.",
+        [("Alice Brown", "PER"), ("Stanford University", "ORG")],
+    ),
+    ("Is Paris bigger than Madrid?", [("Paris", "LOC"), ("Madrid", "LOC")]),
+    (
+        "Mohammed left Cairo for Dubai in 2019.",
+        [("Mohammed", "PER"), ("Cairo", "LOC"), ("Dubai", "LOC")],
+    ),
+    (
+        "Microsoft and Apple opened offices in Seattle.",
+        [("Microsoft", "ORG"), ("Apple", "ORG"), ("Seattle", "LOC")],
+    ),
+    ("Call Sarah at 555-0199 before 5 p.m.", [("Sarah", "PER")]),
+    ("Olga's sister lives in São Paulo.", [("Olga", "PER"), ("São Paulo", "LOC")]),
+    (
+        "Bob Jones, CEO of Initech, lives in Austin.",
+        [("Bob Jones", "PER"), ("Initech", "ORG"), ("Austin", "LOC")],
+    ),
+    ("We drove 300 km from Lyon to Marseille.", [("Lyon", "LOC"), ("Marseille", "LOC")]),
+    (
+        "Wayne Enterprises is run by Bruce Wayne.",
+        [("Wayne Enterprises", "ORG"), ("Bruce Wayne", "PER")],
+    ),
+    ("Nobody went to the meeting.", []),
+    (
+        "Lisa and Tom can't stay in Paris after July.",
+        [("Lisa", "PER"), ("Tom", "PER"), ("Paris", "LOC")],
+    ),
+    ("The Red Cross sent aid to Haiti.", [("Red Cross", "ORG"), ("Haiti", "LOC")]),
+    (
+        "Sarah Connor met John in Los Angeles.",
+        [("Sarah Connor", "PER"), ("John", "PER"), ("Los Angeles", "LOC")],
+    ),
+]
+
+# Unlabelled text that only feeds tokenizer training: numbers, punctuation,
+# contractions, hyphenated compounds and a little non-ASCII, so that the learned
+# vocabularies look like (very small) real ones. Characters that occur only once in
+# the whole corpus (e.g. "東", "京", "ñ") are left out of the WordPiece/BPE alphabets
+# on purpose, so those families produce unknown tokens.
+_EXTRA_CORPUS: list[str] = [
+    "The quick brown fox jumps over the lazy dog.",
+    "It's a state-of-the-art, well-known U.S.-led initiative.",
+    "I can't believe it's already 10:30 on 12/05/2024!",
+    "Prices rose 3.5% to $1,200.00 in the third quarter.",
+    "She said: \"Don't worry, we'll be fine.\"",
+    "The café in Zürich serves naïve coffee; the crème brûlée is great.",
+    "Mr. and Mrs. Smith arrived at 9 a.m. with 2 kids.",
+    "Email us at info@example.com or call +1 (555) 123-4567.",
+    "Is this the real life? Is this just fantasy?",
+    "Twenty-one people attended the event in New York City.",
+    "The company reported record profits and hired new staff.",
+    "They won't go there again, won't they?",
+    "A long-term plan was signed by both sides in Geneva.",
+    "El niño weather patterns affect crops every few years.",
+    "Our office is on the 4th floor, room 402-B.",
+    "He moved from Paris to London and then to Berlin.",
+    "Reading, writing and arithmetic are the basics.",
+    "The meeting ended early because nobody was ready.",
+    "Visitors to Zürich and Geneva often take the train.",
+    "Numbers like 1, 22, 333 and 4444 appear in tables.",
+]
+
+
+def _annotate(text: str, entities: list[tuple[str, str]]) -> list[tuple[int, int, str]]:
+    """Turn ``(entity text, type)`` pairs into character spans, searching left to right.
+
+    Searching from the end of the previous match keeps repeated surface forms (two
+    "Sarah"s, say) attached to the right occurrence.
+    """
+    spans: list[tuple[int, int, str]] = []
+    cursor = 0
+    for surface, label in entities:
+        start = text.find(surface, cursor)
+        if start < 0:
+            raise ValueError(f"entity {surface!r} not found in {text!r} after {cursor}")
+        end = start + len(surface)
+        spans.append((start, end, label))
+        cursor = end
+    return spans
+
+
+def training_sentences() -> list[tuple[str, list[tuple[int, int, str]]]]:
+    """Return the labelled sentences the tiny models memorise when trained.
+
+    Each item is ``(text, [(start_char, end_char, label_type), ...])``; label types are
+    the bare ``PER``/``LOC``/``ORG`` (no IOB prefix), matching spaCy entity labels. A
+    fresh list is returned on every call so callers can mutate it safely.
+    """
+    return [(text, _annotate(text, ents)) for text, ents in _ANNOTATED]
+
+
+def _corpus() -> list[str]:
+    """All text the tokenizers are trained on: the labelled sentences plus extras."""
+    return [text for text, _ in _ANNOTATED] + list(_EXTRA_CORPUS)
+
+
+# --- Vocabulary learning -----------------------------------------------------------
+#
+# The ``tokenizers`` trainers are not deterministic: WordPiece and Unigram training
+# (and BPE with ``limit_alphabet``) break ties through hash-map iteration order, which
+# is randomised per process, so two runs give different vocabularies. Tests must be
+# reproducible, so vocabularies are learned here with a small, deterministic BPE
+# (ties broken by the pair's text) and loaded into the ``tokenizers`` models directly.
+# The runtime tokenizers are still the real Rust ``tokenizers`` objects.
+
+Word = tuple[str, ...]
+
+
+def _pretokenized_words(tok: Tokenizer, corpus: list[str]) -> list[str]:
+    """Run the tokenizer's own normaliser and pre-tokenizer over the corpus.
+
+    Learning on exactly what the runtime model will see keeps the vocabulary honest
+    (lowercased for uncased BERT, "▁"-prefixed for Metaspace, byte-mapped for
+    byte-level BPE).
+    """
+    words: list[str] = []
+    for line in corpus:
+        text = tok.normalizer.normalize_str(line) if tok.normalizer is not None else line
+        if tok.pre_tokenizer is not None:
+            words.extend(piece for piece, _ in tok.pre_tokenizer.pre_tokenize_str(text))
+        else:
+            words.extend(text.split())
+    return words
+
+
+def _char_counts(words: list[str]) -> dict[str, int]:
+    """How often each character occurs across the pre-tokenized words."""
+    counts: dict[str, int] = {}
+    for word in words:
+        for char in word:
+            counts[char] = counts.get(char, 0) + 1
+    return counts
+
+
+def _learn_merges(
+    word_counts: dict[Word, int],
+    max_merges: int,
+    join: Callable[[str, str], str],
+    allowed: Callable[[str, str], bool] = lambda left, right: True,
+) -> list[tuple[str, str]]:
+    """Deterministic BPE: repeatedly merge the most frequent adjacent symbol pair.
+
+    Ties are broken by the pair's text, so the result depends only on the corpus.
+    Pairs seen once are never merged, which keeps rare words split into pieces.
+    ``allowed`` can veto pairs (see :func:`_same_script_class`).
+    """
+    words = dict(word_counts)
+    merges: list[tuple[str, str]] = []
+    while len(merges) < max_merges:
+        pair_counts: dict[tuple[str, str], int] = {}
+        for word, count in words.items():
+            for pair in zip(word, word[1:]):
+                if allowed(*pair):
+                    pair_counts[pair] = pair_counts.get(pair, 0) + count
+        if not pair_counts:
+            break
+        best, best_count = min(pair_counts.items(), key=lambda item: (-item[1], item[0]))
+        if best_count < 2:
+            break
+        merges.append(best)
+        merged = join(*best)
+        new_words: dict[Word, int] = {}
+        for word, count in words.items():
+            symbols: list[str] = []
+            i = 0
+            while i < len(word):
+                if i + 1 < len(word) and (word[i], word[i + 1]) == best:
+                    symbols.append(merged)
+                    i += 2
+                else:
+                    symbols.append(word[i])
+                    i += 1
+            key = tuple(symbols)
+            new_words[key] = new_words.get(key, 0) + count
+        words = new_words
+    return merges
+
+
+def _apply_merges(
+    word: Word, ranks: dict[tuple[str, str], int], join: Callable[[str, str], str]
+) -> Word:
+    """Segment one word with learned merges (lowest rank first), as BPE does."""
+    symbols = list(word)
+    while len(symbols) > 1:
+        candidates = [
+            (ranks[pair], i) for i, pair in enumerate(zip(symbols, symbols[1:])) if pair in ranks
+        ]
+        if not candidates:
+            break
+        _, i = min(candidates)
+        symbols[i : i + 2] = [join(symbols[i], symbols[i + 1])]
+    return tuple(symbols)
+
+
+def _char_class(char: str) -> Optional[str]:
+    """Coarse Unicode class of a character; ``None`` for the "▁" word marker."""
+    if char == "▁":
+        return None
+    category = unicodedata.category(char)
+    if category[0] in "LM":
+        return "letter"
+    if category[0] == "N":
+        return "number"
+    return "other"
+
+
+def _same_script_class(left: str, right: str) -> bool:
+    """Allow a merge only when the characters meeting at the seam are of one class.
+
+    SentencePiece (``split_by_unicode_script``) never builds pieces such as "le." that
+    glue letters to punctuation; without this rule the tiny corpus, full of
+    sentence-final names, would learn them and every "Seattle." would tokenize into a
+    piece straddling the spaCy tokens "Seattle" and ".". The "▁" marker joins anything.
+    """
+    seam = (_char_class(left[-1]), _char_class(right[0]))
+    return None in seam or seam[0] == seam[1]
+
+
+def _concat(left: str, right: str) -> str:
+    """Merge rule for plain BPE symbols."""
+    return left + right
+
+
+def _wordpiece_join(left: str, right: str) -> str:
+    """Merge rule for WordPiece symbols: the right part loses its "##" prefix."""
+    return left + right[2:] if right.startswith("##") else left + right
+
+
+def _bpe_vocab(
+    specials: list[str],
+    alphabet: list[str],
+    merges: list[tuple[str, str]],
+    join: Callable[[str, str], str],
+) -> dict[str, int]:
+    """Assemble ids: special tokens first, then the alphabet, then merges in order."""
+    vocab: dict[str, int] = {}
+    for token in [*specials, *alphabet, *(join(a, b) for a, b in merges)]:
+        vocab.setdefault(token, len(vocab))
+    return vocab
+
+
+# SentencePiece's nmt_nfkc charsmap turns tabs and newlines into plain spaces, so real
+# XLM-R/DeBERTa-v3 give "\n" no piece of its own (it only separates words). NFKC alone
+# keeps them, which would make them unknown pieces instead; this restores the real
+# behaviour. One character in, one out, so offsets are unaffected.
+_CONTROL_WHITESPACE_TO_SPACE = normalizers.Replace(Regex(r"[\t\n\r\f\v]"), " ")
+
+
+def _wordpiece_tokenizer(family: str, corpus: list[str]) -> PreTrainedTokenizerFast:
+    """BERT-style WordPiece, cased or uncased (lowercase + strip accents).
+
+    Characters seen only once in the corpus stay out of the alphabet, so words holding
+    them become a single ``[UNK]`` just as in real BERT (CJK characters are split into
+    one word each by the normaliser, so each gets its own ``[UNK]``).
+    """
+    uncased = family == "wordpiece-uncased"
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(vocab={"[UNK]": 0}, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(
+        clean_text=True,
+        handle_chinese_chars=True,
+        strip_accents=uncased,
+        lowercase=uncased,
+    )
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words = _pretokenized_words(tok, corpus)
+    chars = {char for char, count in _char_counts(words).items() if count >= 2}
+    word_counts: dict[Word, int] = {}
+    for word in words:
+        if all(char in chars for char in word):
+            key = (word[0], *(f"##{char}" for char in word[1:]))
+            word_counts[key] = word_counts.get(key, 0) + 1
+    alphabet = sorted(chars) + sorted(f"##{char}" for char in chars)
+    budget = _VOCAB_SIZE[family] - len(specials) - len(alphabet)
+    merges = _learn_merges(word_counts, budget, _wordpiece_join)
+    vocab = _bpe_vocab(specials, alphabet, merges, _wordpiece_join)
+    tok.model = models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100)
+    tok.decoder = decoders.WordPiece(prefix="##")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS]:0 $A:0 [SEP]:0",
+        pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    tok.add_special_tokens(specials)
+    return BertTokenizerFast(
+        tokenizer_object=tok,
+        do_lower_case=uncased,
+        strip_accents=uncased,
+        tokenize_chinese_chars=True,
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+    )
+
+
+def _roberta_tokenizer(family: str, corpus: list[str]) -> PreTrainedTokenizerFast:
+    """RoBERTa-style byte-level BPE with ``add_prefix_space=True`` and trimmed offsets.
+
+    Special-token ids follow roberta-base (``<s>``=0, ``<pad>``=1, ``</s>``=2,
+    ``<unk>``=3, ``<mask>`` appended last): the pad id of 1 is what makes RoBERTa's
+    position ids start at 2, hence ``max_position_embeddings = max_length + 2``. The
+    full 256-symbol byte alphabet means nothing is ever unknown; non-ASCII characters
+    instead split into byte pieces that share one character's offsets.
+    """
+    specials = ["<s>", "<pad>", "</s>", "<unk>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
+    words = _pretokenized_words(tok, corpus)
+    word_counts: dict[Word, int] = {}
+    for word in words:
+        word_counts[tuple(word)] = word_counts.get(tuple(word), 0) + 1
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    budget = _VOCAB_SIZE[family] - len(specials) - len(alphabet)
+    merges = _learn_merges(word_counts, budget, _concat)
+    vocab = _bpe_vocab(specials, alphabet, merges, _concat)
+    tok.model = models.BPE(vocab=vocab, merges=merges)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.RobertaProcessing(
+        sep=("</s>", vocab["</s>"]),
+        cls=("<s>", vocab["<s>"]),
+        trim_offsets=True,
+        add_prefix_space=True,
+    )
+    tok.add_special_tokens([*specials, AddedToken("<mask>", lstrip=True, special=True)])
+    return RobertaTokenizerFast(
+        tokenizer_object=tok,
+        add_prefix_space=True,
+        trim_offsets=True,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+    )
+
+
+def _xlmr_tokenizer(family: str, corpus: list[str]) -> PreTrainedTokenizerFast:
+    """XLM-R-style SentencePiece Unigram behind a Metaspace pre-tokenizer.
+
+    Mirrors what ``transformers``' ``XLMRobertaConverter`` produces: an NFKC-like
+    normaliser (standing in for the precompiled charsmap), right strip, runs of spaces
+    replaced with "▁", Metaspace with ``prepend_scheme="always"``, and the fairseq id
+    layout ``<s>``=0, ``<pad>``=1, ``</s>``=2, ``<unk>``=3 with ``<mask>`` last.
+
+    The Unigram pieces are the deterministic BPE pieces, scored by their log
+    frequency in the BPE-segmented corpus; Viterbi decoding over those scores then
+    segments text the way a (small) SentencePiece Unigram model would. Every corpus
+    character is kept, so only characters never seen become ``<unk>``.
+    """
+    specials = ["<s>", "<pad>", "</s>", "<unk>"]
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.Sequence(
+        [
+            normalizers.NFKC(),
+            _CONTROL_WHITESPACE_TO_SPACE,
+            normalizers.Strip(left=False, right=True),
+            normalizers.Replace(Regex(" {2,}"), "▁"),
+        ]
+    )
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    words = _pretokenized_words(tok, corpus)
+    alphabet = sorted(_char_counts(words))
+    word_counts: dict[Word, int] = {}
+    for word in words:
+        word_counts[tuple(word)] = word_counts.get(tuple(word), 0) + 1
+    budget = _VOCAB_SIZE[family] - len(specials) - len(alphabet)
+    merges = _learn_merges(word_counts, budget, _concat, _same_script_class)
+    ranks = {pair: rank for rank, pair in enumerate(merges)}
+    piece_counts: dict[str, int] = {char: 1 for char in alphabet}  # add-one smoothing
+    for word, count in word_counts.items():
+        for piece in _apply_merges(word, ranks, _concat):
+            piece_counts[piece] = piece_counts.get(piece, 0) + count
+    for left, right in merges:
+        piece_counts.setdefault(left + right, 1)
+    total = sum(piece_counts.values())
+    scored = sorted(
+        ((piece, math.log(count / total)) for piece, count in piece_counts.items()),
+        key=lambda item: (-item[1], item[0]),
+    )
+    vocab = [(special, 0.0) for special in specials] + scored
+    tok.model = models.Unigram(vocab=vocab, unk_id=specials.index("<unk>"), byte_fallback=False)
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", 0), ("</s>", 2)],
+    )
+    tok.add_special_tokens([*specials, AddedToken("<mask>", lstrip=True, special=True)])
+    return XLMRobertaTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+    )
+
+
+def _deberta_tokenizer(family: str, corpus: list[str]) -> PreTrainedTokenizerFast:
+    """DeBERTa-v3-style Metaspace tokenizer with ``[CLS]``/``[SEP]`` specials.
+
+    Normaliser and post-processor follow ``transformers``' ``DebertaV2Converter``
+    (strip both sides, NFKC, squeeze spaces). The subword model is BPE rather than
+    Unigram on purpose: XLM-R already covers Metaspace + Unigram, and this way the
+    suite also meets Metaspace + BPE with a limited alphabet (characters seen only once
+    are left out, and runs of unknown characters fuse into one ``[UNK]``).
+    Ids follow deberta-v3: ``[PAD]``=0, ``[CLS]``=1, ``[SEP]``=2, ``[UNK]``=3.
+    """
+    specials = ["[PAD]", "[CLS]", "[SEP]", "[UNK]"]
+    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tok.normalizer = normalizers.Sequence(
+        [
+            normalizers.Strip(left=True, right=True),
+            normalizers.NFKC(),
+            _CONTROL_WHITESPACE_TO_SPACE,
+            normalizers.Replace(Regex(" {2,}"), " "),
+        ]
+    )
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    words = _pretokenized_words(tok, corpus)
+    chars = {char for char, count in _char_counts(words).items() if count >= 2}
+    word_counts: dict[Word, int] = {}
+    for word in words:
+        if all(char in chars for char in word):
+            word_counts[tuple(word)] = word_counts.get(tuple(word), 0) + 1
+    alphabet = sorted(chars)
+    budget = _VOCAB_SIZE[family] - len(specials) - len(alphabet)
+    merges = _learn_merges(word_counts, budget, _concat, _same_script_class)
+    vocab = _bpe_vocab(specials, alphabet, merges, _concat)
+    tok.model = models.BPE(vocab=vocab, merges=merges, unk_token="[UNK]", fuse_unk=True)
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS]:0 $A:0 [SEP]:0",
+        pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    tok.add_special_tokens([*specials, AddedToken("[MASK]", special=True)])
+    return DebertaV2TokenizerFast(
+        tokenizer_object=tok,
+        do_lower_case=False,
+        split_by_punct=False,
+        bos_token="[CLS]",
+        eos_token="[SEP]",
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+    )
+
+
+_TOKENIZER_BUILDERS: dict[str, Callable[[str, list[str]], PreTrainedTokenizerFast]] = {
+    "wordpiece-cased": _wordpiece_tokenizer,
+    "wordpiece-uncased": _wordpiece_tokenizer,
+    "bpe-roberta": _roberta_tokenizer,
+    "sentencepiece-xlmr": _xlmr_tokenizer,
+    "sentencepiece-deberta": _deberta_tokenizer,
+}
+
+
+def _make_config(
+    family: str,
+    tokenizer: PreTrainedTokenizerFast,
+    labels: list[str],
+    capacity: int,
+) -> PretrainedConfig:
+    """Build a tiny config of the family's architecture.
+
+    ``capacity`` is the number of tokens (special tokens included) one window may hold.
+    RoBERTa and XLM-R need two extra position rows because their position ids start at
+    ``pad_token_id + 1`` = 2, exactly like the real checkpoints (512 usable, 514 rows).
+    """
+    id2label = dict(enumerate(labels))
+    label2id = {label: i for i, label in enumerate(labels)}
+    common = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": _HIDDEN,
+        "num_hidden_layers": _LAYERS,
+        "num_attention_heads": _HEADS,
+        "intermediate_size": _INTERMEDIATE,
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "pad_token_id": tokenizer.pad_token_id,
+        "id2label": id2label,
+        "label2id": label2id,
+    }
+    if family.startswith("wordpiece"):
+        return BertConfig(max_position_embeddings=capacity, type_vocab_size=2, **common)
+    if family == "bpe-roberta":
+        return RobertaConfig(
+            max_position_embeddings=capacity + 2,
+            type_vocab_size=1,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **common,
+        )
+    if family == "sentencepiece-xlmr":
+        return XLMRobertaConfig(
+            max_position_embeddings=capacity + 2,
+            type_vocab_size=1,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **common,
+        )
+    if family == "sentencepiece-deberta":
+        # DeBERTa-v3 layout: relative attention only, no absolute position input and
+        # no token-type embeddings.
+        return DebertaV2Config(
+            max_position_embeddings=capacity,
+            type_vocab_size=0,
+            relative_attention=True,
+            position_buckets=16,
+            max_relative_positions=-1,
+            pos_att_type=["p2c", "c2p"],
+            position_biased_input=False,
+            norm_rel_ebd="layer_norm",
+            share_att_key=True,
+            layer_norm_eps=1e-7,
+            **common,
+        )
+    raise ValueError(f"unknown family {family!r}")
+
+
+_MODEL_CLASSES: dict[str, type[PreTrainedModel]] = {
+    "wordpiece-cased": BertForTokenClassification,
+    "wordpiece-uncased": BertForTokenClassification,
+    "bpe-roberta": RobertaForTokenClassification,
+    "sentencepiece-xlmr": XLMRobertaForTokenClassification,
+    "sentencepiece-deberta": DebertaV2ForTokenClassification,
+}
+
+
+def _tag_for(label_type: str, begin: bool, label2id: dict[str, int]) -> int:
+    """Pick the label id for a piece inside an entity of ``label_type``.
+
+    IOB2 (``B-X``/``I-X``) is used when the label set has it; a bare ``X`` label is
+    accepted too, so callers can train with non-IOB label sets. Anything the label set
+    cannot express falls back to ``O``.
+    """
+    prefixed = f"{'B' if begin else 'I'}-{label_type}"
+    if prefixed in label2id:
+        return label2id[prefixed]
+    if label_type in label2id:
+        return label2id[label_type]
+    return label2id["O"]
+
+
+def _piece_labels(
+    offsets: list[tuple[int, int]],
+    special_mask: list[int],
+    spans: list[tuple[int, int, str]],
+    label2id: dict[str, int],
+) -> list[int]:
+    """Label every subword from character spans (IOB2); -100 for specials/padding.
+
+    A piece belongs to an entity when its offsets overlap the entity's characters, so a
+    leading-space-inclusive offset like Metaspace's " Paris" still counts, while a bare
+    "▁" piece covering only the space does not. The first overlapping piece gets ``B-``.
+    Zero-width pieces carry no text and are ignored like special tokens.
+    """
+    labels: list[int] = []
+    started: set[int] = set()
+    for (start, end), special in zip(offsets, special_mask):
+        if special or start == end:
+            labels.append(-100)
+            continue
+        tag = label2id["O"]
+        for index, (ent_start, ent_end, label_type) in enumerate(spans):
+            if start < ent_end and end > ent_start:
+                tag = _tag_for(label_type, index not in started, label2id)
+                started.add(index)
+                break
+        labels.append(tag)
+    return labels
+
+
+def _train(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerFast,
+    capacity: int,
+    steps: int,
+) -> None:
+    """Fine-tune ``model`` in place until it memorises :func:`training_sentences`.
+
+    Full-batch AdamW on ~25 short sentences (about 60 steps suffice; the longest needs
+    27 tokens, so with the default capacity of 32 every sentence is one window). The
+    model stays in ``eval()`` mode while training: dropout off makes memorisation fast
+    and the result deterministic for a given seed, while the saved config keeps
+    realistic dropout for callers that train.
+    """
+    label2id: dict[str, int] = dict(model.config.label2id)
+    if "O" not in label2id:
+        raise ValueError("training needs an 'O' label in the label set")
+    data = training_sentences()
+    # Long sentences (or a tiny ``model_max_length``) are cut into overlapping windows
+    # exactly as inference would see them, so any usable capacity can still be trained.
+    encoded = tokenizer(
+        [text for text, _ in data],
+        padding=True,
+        truncation=True,
+        max_length=capacity,
+        stride=max(0, (capacity - 3) // 4),
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+        return_tensors="pt",
+    )
+    label_rows: list[list[int]] = []
+    for row, sentence in enumerate(encoded["overflow_to_sample_mapping"].tolist()):
+        offsets = [(int(s), int(e)) for s, e in encoded["offset_mapping"][row].tolist()]
+        special = encoded["special_tokens_mask"][row].tolist()
+        label_rows.append(_piece_labels(offsets, special, data[sentence][1], label2id))
+    labels = torch.tensor(label_rows, dtype=torch.long)
+    labels[encoded["attention_mask"] == 0] = -100
+    inputs = {
+        key: value
+        for key, value in encoded.items()
+        if key in ("input_ids", "attention_mask", "token_type_ids")
+    }
+    optimizer = torch.optim.AdamW(model.parameters(), lr=_LEARNING_RATE, weight_decay=0.0)
+    model.eval()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = model(**inputs, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+    model.eval()
+
+
+def build_tiny_model(
+    family: str,
+    out_dir: Path,
+    labels: list[str] = NER_LABELS,
+    *,
+    model_max_length: Optional[int] = 32,
+    train_steps: int = 0,
+    seed: int = 0,
+) -> Path:
+    """Build, optionally train, and save a tiny token-classification model.
+
+    ``out_dir`` receives ``config.json``, ``model.safetensors`` and the fast tokenizer
+    files, so ``AutoTokenizer.from_pretrained(out_dir)`` and
+    ``AutoModelForTokenClassification.from_pretrained(out_dir)`` work offline.
+    ``labels`` become ``config.id2label``/``label2id`` in the given order.
+
+    ``model_max_length`` is written to the tokenizer (special tokens included); ``None``
+    keeps the ``VERY_LARGE_INTEGER`` sentinel so callers must fall back to
+    ``config.max_position_embeddings`` (32 usable positions, plus 2 for RoBERTa/XLM-R).
+    ``train_steps > 0`` fine-tunes the model on :func:`training_sentences`; about 60
+    steps memorise them (100 leaves a margin) in a few seconds on one CPU core.
+    Vocabularies are learned deterministically and all randomness comes from ``seed``
+    (drawn from a forked RNG, so the caller's global torch RNG is untouched): the same
+    arguments give byte-identical files. Returns ``out_dir``.
+    """
+    if family not in _TOKENIZER_BUILDERS:
+        raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
+    if len(set(labels)) != len(labels) or not labels:
+        raise ValueError(f"labels must be non-empty and unique, got {labels!r}")
+    if model_max_length is not None and model_max_length < 4:
+        raise ValueError("model_max_length must leave room for special tokens and text")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    capacity = _SENTINEL_CAPACITY if model_max_length is None else model_max_length
+
+    tokenizer = _TOKENIZER_BUILDERS[family](family, _corpus())
+    if model_max_length is not None:
+        tokenizer.model_max_length = model_max_length
+
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(_TORCH_THREADS)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            config = _make_config(family, tokenizer, list(labels), capacity)
+            model = _MODEL_CLASSES[family](config)
+            if train_steps > 0:
+                _train(model, tokenizer, capacity, train_steps)
+        model.eval()
+        model.save_pretrained(out_dir, safe_serialization=True)
+    finally:
+        torch.set_num_threads(previous_threads)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
