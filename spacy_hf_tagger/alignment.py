@@ -20,10 +20,10 @@ import numpy as np
 
 AGGREGATIONS = ("first", "average", "max")
 
-# Every code point for which str.isspace() is True.
-_SPACE_CODEPOINTS = np.array(
-    sorted(c for c in range(0x3001) if chr(c).isspace()), dtype=np.uint32
-)
+# Every code point for which str.isspace() is True (all are below U+3001).
+_SPACE_LIMIT = 0x3001
+# One extra False entry at the end stands for every code point above the limit.
+_SPACE_TABLE = np.array([chr(c).isspace() for c in range(_SPACE_LIMIT)] + [False], dtype=bool)
 
 
 def whitespace_mask(text: str) -> np.ndarray:
@@ -32,7 +32,7 @@ def whitespace_mask(text: str) -> np.ndarray:
         return np.zeros(0, dtype=bool)
     # surrogatepass: lone surrogates are still one character each.
     codepoints = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    return np.isin(codepoints, _SPACE_CODEPOINTS)
+    return _SPACE_TABLE[np.minimum(codepoints, _SPACE_LIMIT)]
 
 
 def trim_offsets(offsets: np.ndarray, is_space: np.ndarray) -> np.ndarray:
@@ -45,23 +45,30 @@ def trim_offsets(offsets: np.ndarray, is_space: np.ndarray) -> np.ndarray:
     n_chars = len(is_space)
     if len(offsets) == 0:
         return offsets.copy()
-    positions = np.arange(n_chars + 1, dtype=np.int64)
-    # next_ns[i]: first non-space char at or after i (n_chars if none).
-    candidates = np.where(np.append(~is_space, True), positions, n_chars)
-    next_ns = np.minimum.accumulate(candidates[::-1])[::-1]
-    # last_ns[i]: last non-space char at or before i (-1 if none).
-    candidates = np.where(~is_space, positions[:-1], -1)
-    last_ns = np.maximum.accumulate(candidates) if n_chars else candidates
-
-    starts = np.clip(offsets[:, 0], 0, n_chars)
+    clipped_starts = np.clip(offsets[:, 0], 0, n_chars)
+    starts = clipped_starts
     ends = np.clip(offsets[:, 1], 0, n_chars)
-    new_starts = next_ns[starts]
-    prev_index = np.clip(ends - 1, 0, max(n_chars - 1, 0))
-    new_ends = np.where(ends > 0, last_ns[prev_index] + 1, 0) if n_chars else ends
-    empty = (ends <= starts) | (new_ends <= new_starts)
-    new_starts = np.where(empty, starts, new_starts)
-    new_ends = np.where(empty, starts, new_ends)
-    return np.stack([new_starts, new_ends], axis=1)
+    if n_chars == 0:
+        return np.stack([starts, starts], axis=1)
+    nonempty = ends > starts
+    # Most pieces start and end on a non-space character: only the others
+    # (leading "▁"/"Ġ" spaces, whitespace-only pieces) need work.
+    lead = nonempty & is_space[np.minimum(starts, n_chars - 1)]
+    trail = nonempty & is_space[np.maximum(ends - 1, 0)]
+    if lead.any() or trail.any():
+        starts = starts.copy()
+        ends = ends.copy()
+        for i in np.flatnonzero(lead | trail).tolist():
+            s, e = int(starts[i]), int(ends[i])
+            while s < e and is_space[s]:
+                s += 1
+            while e > s and is_space[e - 1]:
+                e -= 1
+            starts[i], ends[i] = s, e
+    empty = ends <= starts
+    starts = np.where(empty, clipped_starts, starts)
+    ends = np.where(empty, clipped_starts, ends)
+    return np.stack([starts, ends], axis=1)
 
 
 def piece_token_ranges(

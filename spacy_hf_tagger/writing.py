@@ -91,10 +91,36 @@ def write_entities(
     return report
 
 
+def _token_key_matches() -> bool:
+    """Whether token extensions are stored in user_data under ("._.", name, idx, None).
+
+    That layout has held since spaCy v2; writing the dict directly is several
+    times faster than going through `token._` for every token. If a spaCy
+    release changes it, the public API is used instead.
+    """
+    from spacy.vocab import Vocab
+
+    doc = Doc(Vocab(), words=["a", "b"])
+    doc[1]._.set(BIO_ATTR, "probe")
+    return doc.user_data.get(("._.", BIO_ATTR, 2, None)) == "probe"
+
+
+_DIRECT_KEYS: Optional[bool] = None
+
+
 def write_token_outputs(
     doc: Doc, labels: Sequence[Optional[str]], scores: Sequence[Optional[float]]
 ) -> None:
     """Set token._.hf_bio and token._.hf_score on every token."""
+    global _DIRECT_KEYS
+    if _DIRECT_KEYS is None:
+        _DIRECT_KEYS = _token_key_matches()
+    if _DIRECT_KEYS:
+        user_data = doc.user_data
+        for idx, label, score in zip(doc.to_array("IDX").tolist(), labels, scores):
+            user_data[("._.", BIO_ATTR, idx, None)] = label
+            user_data[("._.", SCORE_ATTR, idx, None)] = score
+        return
     for token, label, score in zip(doc, labels, scores):
         token._.set(BIO_ATTR, label)
         token._.set(SCORE_ATTR, score)
