@@ -109,6 +109,16 @@ class TokenAlignment:
         mask[self.token] = True
         return mask
 
+    def tied_tokens(self) -> np.ndarray:
+        """Tokens covered only by a piece that started in an earlier token.
+
+        Such a token cannot be split from the previous one by an entity
+        boundary: the boundary would fall inside a piece.
+        """
+        starts = np.zeros(self.n_tokens, dtype=bool)
+        starts[self.token[~self.continues]] = True
+        return self.tokens_with_pieces() & ~starts
+
 
 def align_pieces(ranges: np.ndarray, n_tokens: int) -> TokenAlignment:
     """Expand piece token ranges into piece↔token pairs, sorted by token."""

@@ -435,8 +435,9 @@ class HFTokenTagger(TrainablePipe):
 
     # ---------------------------------------------------------------- inference
 
-    def predict(self, docs: Iterable[Doc]) -> List[Tuple[np.ndarray, np.ndarray]]:
-        """Per doc: (token probabilities [n_tokens, n_labels], has-piece mask)."""
+    def predict(self, docs: Iterable[Doc]) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per doc: token probabilities [n_tokens, n_labels], has-piece mask, and
+        the mask of tokens tied to the previous one (only a piece running in)."""
         docs = list(docs)
         loaded = self._ensure_loaded()
         encodings = self._encode(docs)
@@ -466,11 +467,13 @@ class HFTokenTagger(TrainablePipe):
             token_probs = aggregate_token_probs(
                 probs, enc.alignment, method, loaded.continuation
             )
-            results.append((token_probs, enc.alignment.tokens_with_pieces()))
+            results.append(
+                (token_probs, enc.alignment.tokens_with_pieces(), enc.alignment.tied_tokens())
+            )
         return results
 
     def set_annotations(
-        self, docs: Iterable[Doc], predictions: List[Tuple[np.ndarray, np.ndarray]]
+        self, docs: Iterable[Doc], predictions: List[Tuple[np.ndarray, np.ndarray, np.ndarray]]
     ) -> None:
         loaded = self._ensure_loaded()
         scheme = loaded.scheme
@@ -484,9 +487,14 @@ class HFTokenTagger(TrainablePipe):
                 scheme.entity_types, self.cfg["label_map"], self.cfg["ignore_labels"]
             )
             spans_key = self.cfg["spans_key"] if "spans" in annotate else None
-            for doc, (token_probs, has_piece) in zip(docs, predictions):
+            for doc, (token_probs, has_piece, tied) in zip(docs, predictions):
                 prediction, n_below = predict_entities(
-                    scheme, token_probs, has_piece, type_names, float(self.cfg["threshold"])
+                    scheme,
+                    token_probs,
+                    has_piece,
+                    type_names,
+                    float(self.cfg["threshold"]),
+                    tied=tied,
                 )
                 below += n_below
                 report = write_entities(
@@ -505,7 +513,7 @@ class HFTokenTagger(TrainablePipe):
         else:
             names = tag_name_map(scheme, self.cfg["label_map"])
             attrs = [a for a in annotate if a in ("tag", "pos")]
-            for doc, (token_probs, has_piece) in zip(docs, predictions):
+            for doc, (token_probs, has_piece, _) in zip(docs, predictions):
                 tags, scores = predict_tags(scheme, token_probs, has_piece, names)
                 write_tags(doc, tags, scores, attrs=attrs)
         self.counters["docs"] += len(predictions)
@@ -631,14 +639,15 @@ class HFTokenTagger(TrainablePipe):
                 missing = [t for t in wanted if t not in checkpoint.entity_types]
                 if not missing:
                     return list(checkpoint.labels)
-                if checkpoint.kind == "iob":
+                if checkpoint.kind == "iob" and len(missing) < len(wanted):
                     return list(checkpoint.labels) + [
                         lab for t in missing for lab in (f"B-{t}", f"I-{t}")
                     ]
             return iob_labels(wanted)
         if checkpoint is not None and not checkpoint.is_entity:
             missing = [t for t in wanted if t not in checkpoint.labels]
-            return list(checkpoint.labels) + missing
+            if len(missing) < len(wanted):
+                return list(checkpoint.labels) + missing
         return list(wanted)
 
     def update(
@@ -857,11 +866,7 @@ def _set_dropout(model: torch.nn.Module, drop: float) -> None:
 
 def _check_encoder_loaded(source: str, problems: Dict[str, List[str]]) -> None:
     """Refuse a checkpoint whose encoder weights did not load (wrong folder)."""
-    encoder_missing = [
-        k
-        for k in problems["missing_keys"]
-        if not (k.startswith(("classifier.", "score.")) or ".classifier." in k)
-    ]
+    encoder_missing = [k for k in problems["missing_keys"] if not hf._is_head_key(k)]
     if encoder_missing or problems["error_msgs"]:
         raise hf.ModelLoadError(
             f"The encoder weights of {source!r} did not load: missing {encoder_missing[:8]}"

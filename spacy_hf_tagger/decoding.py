@@ -53,17 +53,58 @@ def _fill_gaps(scheme: LabelScheme, label_ids: np.ndarray, has_piece: np.ndarray
     return label_ids
 
 
+def _tie_to_previous(scheme: LabelScheme, label_ids: np.ndarray, tied: np.ndarray) -> np.ndarray:
+    """Make each tied token continue whatever the token before it is.
+
+    A tied token is covered only by a piece that began in the previous token,
+    so the two share one prediction: O stays O, an entity of type X runs on
+    as I-X (a BIOES end or single on the previous token is opened up).
+    """
+    label_ids = label_ids.copy()
+    index = {(p, t): i for i, (p, t) in enumerate(zip(scheme.prefixes, scheme.types))}
+    outside = scheme.outside_id if scheme.outside_id is not None else -1
+    for i in np.flatnonzero(tied).tolist():
+        if i == 0:
+            continue
+        before = int(label_ids[i - 1])
+        if before < 0 or scheme.prefixes[before] == "O":
+            label_ids[i] = outside
+            continue
+        type_ = scheme.types[before]
+        inside = index.get(("I", type_))
+        if inside is None:
+            continue
+        label_ids[i] = inside
+        opened = {"E": ("I", type_), "S": ("B", type_)}.get(scheme.prefixes[before])
+        if opened is not None and opened in index:
+            label_ids[i - 1] = index[opened]
+        if i + 1 < len(label_ids) and not tied[i + 1]:
+            after = int(label_ids[i + 1])
+            # Close a BIOES entity on the tied token when the next one leaves it.
+            if scheme.kind == "bioes" and (
+                after < 0 or scheme.types[after] != type_ or scheme.prefixes[after] in "BSO"
+            ):
+                end = index.get(("E", type_))
+                if end is not None:
+                    label_ids[i] = end
+    return label_ids
+
+
 def predict_entities(
     scheme: LabelScheme,
     token_probs: np.ndarray,
     has_piece: np.ndarray,
     type_names: Mapping[str, Optional[str]],
     threshold: float,
+    *,
+    tied: Optional[np.ndarray] = None,
 ) -> Tuple[EntityPrediction, int]:
     """Decode one doc's token probabilities into entity spans and IOB2 labels.
 
     `type_names` maps each model type to its output label, or None to drop
-    it. Returns the prediction and how many spans the threshold removed.
+    it; `tied` marks tokens that must share the previous token's entity (see
+    `_tie_to_previous`). Returns the prediction and how many spans the
+    threshold removed.
     """
     n_tokens = len(token_probs)
     if n_tokens == 0:
@@ -73,13 +114,11 @@ def predict_entities(
     outside = scheme.outside_id
     label_ids = np.where(has_piece, label_ids, outside if outside is not None else -1)
     label_ids = _fill_gaps(scheme, label_ids, has_piece)
-    # Piece-less tokens inside a span borrow the score of the token after them.
-    scores = scores.astype(np.float64)
-    for i in np.flatnonzero(~has_piece):
-        nxt = i + 1
-        while nxt < n_tokens and not has_piece[nxt]:
-            nxt += 1
-        scores[i] = scores[nxt] if nxt < n_tokens else 1.0
+    if tied is not None and tied.any():
+        label_ids = _tie_to_previous(scheme, label_ids, tied)
+        scores = token_probs[np.arange(n_tokens), np.maximum(label_ids, 0)]
+    # Piece-less tokens have no score of their own: span scores skip them.
+    scores = np.where(has_piece, scores.astype(np.float64), np.nan)
     decoded = decode_spans(scheme, label_ids, scores)
 
     spans: List[Tuple[int, int, str, float]] = []

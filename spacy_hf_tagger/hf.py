@@ -17,6 +17,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 DEVICES_HELP = '"auto", "cpu", "cuda", "cuda:N" or "mps"'
 DTYPES = {
@@ -114,21 +115,6 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
             f"Unknown dtype {name!r}: use \"auto\", \"float32\", \"bfloat16\" or \"float16\"."
         )
     return DTYPES[value]
-
-
-def is_local(source: str) -> bool:
-    """Whether `source` names a folder rather than a hub id."""
-    return (
-        os.path.isdir(source)
-        or source.startswith((".", "/", "~"))
-        or (os.sep in source and os.path.exists(source.split(os.sep)[0])
-        and not _looks_like_hub_id(source))
-    )
-
-
-def _looks_like_hub_id(source: str) -> bool:
-    parts = source.split("/")
-    return len(parts) <= 2 and all(parts) and not source.startswith((".", "/", "~"))
 
 
 @contextmanager
@@ -242,10 +228,15 @@ def load_model(
                 "XLM-R or DeBERTa."
             ) from err
         raise ModelLoadError(f"Could not load the weights of {source!r}: {err}") from err
-    except (OSError, RuntimeError) as err:
+    except (OSError, RuntimeError, SafetensorError) as err:
+        files = sorted(p.name for p in Path(path).glob("*.safetensors")) if os.path.isdir(
+            path
+        ) else []
+        where = f" (weights files in {path}: {files})" if files else ""
         raise ModelLoadError(
-            f"Could not load the weights of {source!r}: {err}. If the weights file is "
-            "truncated or corrupted, save the model again with save_pretrained."
+            f"Could not load the weights of {source!r}{where}: "
+            f"{type(err).__name__}: {err}. The weights file is probably truncated or "
+            "corrupted: save the model again with save_pretrained."
         ) from err
     problems = {
         key: [str(k) for k in info.get(key, [])]
@@ -256,6 +247,10 @@ def load_model(
     return model, problems
 
 
+def _is_head_key(key: str) -> bool:
+    return key.startswith(("classifier.", "score.")) or ".classifier." in key
+
+
 def _raise_on_weight_problems(source: str, problems: Dict[str, List[str]]) -> None:
     missing = problems["missing_keys"]
     unexpected = problems["unexpected_keys"]
@@ -263,13 +258,12 @@ def _raise_on_weight_problems(source: str, problems: Dict[str, List[str]]) -> No
     errors = problems["error_msgs"]
     if not (missing or unexpected or mismatched or errors):
         return
-    head_missing = missing and all(
-        k.startswith(("classifier.", "score.", "cls.")) or ".classifier." in k for k in missing
-    )
-    if head_missing and not (unexpected or mismatched or errors):
+    head_missing = bool(missing) and all(_is_head_key(k) for k in missing)
+    if head_missing and not (mismatched or errors):
+        extra = f" (and carries other heads: {unexpected[:4]})" if unexpected else ""
         raise ModelLoadError(
             f"{source!r} has no token-classification head (missing weights: "
-            f"{missing[:6]}). It looks like a base encoder: fine-tune it first, e.g. "
+            f"{missing[:6]}){extra}. It looks like a base encoder: fine-tune it first, e.g. "
             "`spacy train configs/train_ner.cfg --components.hf_token_tagger.model "
             f"{source}`, or use a checkpoint trained for token classification."
         )

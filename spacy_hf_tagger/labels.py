@@ -156,7 +156,7 @@ def decode_spans(
     does not continue an open X entity starts a new one; B-/S- always start a
     new entity; E-/S- close the entity they belong to. IOB1 and IOB2 decode
     identically under this rule. The span score is the mean of its tokens'
-    label probabilities.
+    label probabilities (NaN scores, for tokens no piece covers, are skipped).
     """
     if not scheme.is_entity:
         raise ValueError("decode_spans needs an entity label scheme, not a tag set")
@@ -168,7 +168,10 @@ def decode_spans(
 
     def close(end: int) -> None:
         if open_type:
-            score = float(np.mean(scores[open_start:end])) if end > open_start else 0.0
+            # NaN marks tokens without a prediction of their own (whitespace).
+            values = scores[open_start:end]
+            values = values[~np.isnan(values)]
+            score = float(np.mean(values)) if len(values) else 0.0
             spans.append(DecodedSpan(open_start, end, open_type, score))
 
     for i, label_id in enumerate(label_ids.tolist()):

@@ -75,8 +75,11 @@ def write_entities(
         else:
             for ent in existing:
                 taken[ent.start : ent.end] = True
+            same = {(ent.start, ent.end, ent.label_) for ent in existing}
             final = list(existing)
             for span in spans:
+                if (span.start, span.end, span.label_) in same:
+                    continue  # the earlier component already says the same
                 if taken[span.start : span.end].any():
                     report.conflicts.append((span.start, span.end, span.label_))
                 else:

@@ -48,8 +48,8 @@ def test_gap_fill_new_york():
     pred, below = predict_entities(IOB, probs, has_piece, NAMES, 0.0)
     assert below == 0
     assert [s[:3] for s in pred.spans] == [(0, 3, "LOC")]
-    # the piece-less token borrows the score of the token after it
-    assert pred.spans[0][3] == pytest.approx((0.75 + 0.5 + 0.5) / 3)
+    # the span score is the mean over the tokens that have a prediction
+    assert pred.spans[0][3] == pytest.approx((0.75 + 0.5) / 2)
     assert pred.token_labels == ["B-LOC", "I-LOC", "I-LOC", "O", "O"]
     assert pred.token_scores == [0.75, None, 0.5, 0.75, 0.5]
 
@@ -58,7 +58,7 @@ def test_gap_fill_several_piece_less_tokens():
     probs = rows((B_LOC, 0.75), None, None, (I_LOC, 0.5))
     pred, _ = predict_entities(IOB, probs, mask(True, False, False, True), NAMES, 0.0)
     assert [s[:3] for s in pred.spans] == [(0, 4, "LOC")]
-    assert pred.spans[0][3] == pytest.approx((0.75 + 3 * 0.5) / 4)
+    assert pred.spans[0][3] == pytest.approx((0.75 + 0.5) / 2)
     assert pred.token_labels == ["B-LOC", "I-LOC", "I-LOC", "I-LOC"]
     assert pred.token_scores == [0.75, None, None, 0.5]
 
@@ -126,8 +126,8 @@ def test_bioes_token_labels_are_iob2():
 def test_threshold_drops_and_counts():
     probs = rows((B_LOC, 0.75), None, (I_LOC, 0.5), (OUT, 0.75), (B_PER, 0.75))
     has_piece = mask(True, False, True, True, True)
-    pred, below = predict_entities(IOB, probs, has_piece, NAMES, 0.6)
-    assert below == 1  # LOC scored 0.5833
+    pred, below = predict_entities(IOB, probs, has_piece, NAMES, 0.7)
+    assert below == 1  # LOC scored (0.75 + 0.5) / 2
     assert pred.spans == [(4, 5, "PER", 0.75)]
     assert pred.token_labels == ["O", "O", "O", "O", "B-PER"]
     # tokens outside every written span report the probability of "O"
