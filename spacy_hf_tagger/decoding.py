@@ -113,10 +113,11 @@ def predict_entities(
     scores = token_probs[np.arange(n_tokens), label_ids]
     outside = scheme.outside_id
     label_ids = np.where(has_piece, label_ids, outside if outside is not None else -1)
-    label_ids = _fill_gaps(scheme, label_ids, has_piece)
+    # Tie first: gaps are filled from the labels the tied tokens end up with.
     if tied is not None and tied.any():
         label_ids = _tie_to_previous(scheme, label_ids, tied)
         scores = token_probs[np.arange(n_tokens), np.maximum(label_ids, 0)]
+    label_ids = _fill_gaps(scheme, label_ids, has_piece)
     # Piece-less tokens have no score of their own: span scores skip them.
     scores = np.where(has_piece, scores.astype(np.float64), np.nan)
     decoded = decode_spans(scheme, label_ids, scores)
