@@ -1,22 +1,30 @@
 """Run and fine-tune Hugging Face token classifiers inside spaCy pipelines.
 
-Importing the package registers the `hf_token_tagger` factory and the
-`spacy_hf_tagger.scorer.v1` scorer; spaCy also finds both through entry
-points, so `nlp.add_pipe("hf_token_tagger")` works without this import.
+spaCy finds the `hf_token_tagger` factory and the `spacy_hf_tagger.scorer.v1`
+scorer through entry points, so `nlp.add_pipe("hf_token_tagger")` works
+without importing this package. Names here load lazily, so light tools such
+as `python -m spacy_hf_tagger.convert` do not pay for importing torch.
 """
 
-from .component import HFTokenTagger, make_hf_token_tagger
-from .hf import ModelLoadError
-from .labels import LabelScheme, LabelSchemeError, read_label_scheme
-from .scoring import make_hf_tagger_scorer
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "HFTokenTagger",
-    "LabelScheme",
-    "LabelSchemeError",
-    "ModelLoadError",
-    "make_hf_tagger_scorer",
-    "make_hf_token_tagger",
-    "read_label_scheme",
-]
+_EXPORTS = {
+    "HFTokenTagger": "component",
+    "make_hf_token_tagger": "component",
+    "ModelLoadError": "hf",
+    "LabelScheme": "labels",
+    "LabelSchemeError": "labels",
+    "read_label_scheme": "labels",
+    "make_hf_tagger_scorer": "scoring",
+}
+
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'spacy_hf_tagger' has no attribute {name!r}")
+    return getattr(import_module(f".{module}", __name__), name)

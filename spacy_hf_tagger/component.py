@@ -820,14 +820,13 @@ class HFTokenTagger(TrainablePipe):
                 f"{MODEL_DIR}/ folder there. Was the pipeline saved with nlp.to_disk?"
             )
         saved = json.loads(cfg_path.read_text("utf8"))
-        for key in ("labels", "label_scheme", "resolved_label_map"):
-            saved.pop(key, None)
-        # Runtime choices of this process (device, dtype) win over the saved ones.
-        for key in ("device", "dtype"):
-            saved.pop(key, None)
-        self.cfg.update(saved)
+        # Settings come from the pipeline's config (config.cfg, plus any
+        # overrides given to spacy.load); cfg.json only restores what the
+        # config cannot know: which weights were resolved when it was saved.
+        self.cfg["resolved_commit"] = saved.get("resolved_commit")
+        if self.cfg.get("revision") is None:
+            self.cfg["revision"] = saved.get("revision")
         self.cfg.pop("annotate_resolved", None)
-        self._validate_settings()
         tokenizer = hf.load_tokenizer(str(model_dir), None, local_only=True)
         model, _ = hf.load_model(str(model_dir), None, local_only=True)
         self._install(model, tokenizer)
