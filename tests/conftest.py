@@ -10,7 +10,7 @@ so any test can ask for "the XLM-R-like model with these labels" freely.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import pytest
 from tiny_models import NER_LABELS, build_tiny_model
@@ -70,3 +70,15 @@ def shared_dir() -> Path:
     if not _SHARED_DIR.is_dir():
         pytest.skip(f"../shared is absent: needs the real model and data ({_SHARED_DIR} not found)")
     return _SHARED_DIR
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny models gain nothing from a second intra-op thread, and on a loaded
+    2-core machine OpenMP spin-waiting made their forward passes ~10x slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

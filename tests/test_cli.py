@@ -21,7 +21,6 @@ from typing import Dict, List, Optional, Sequence
 
 import pytest
 import spacy
-import torch
 from spacy.training import Corpus
 from tiny_models import training_sentences
 
@@ -66,16 +65,6 @@ CONLLU = """\
 7\t.\t.\tPUNCT\t.\t_\t4\tpunct\t_\t_
 
 """
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models gain nothing from a second thread; on a shared 2-core machine
-    OpenMP spin-waiting made every forward pass about 10x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def cli_env(threads: Optional[int] = 1) -> Dict[str, str]:

@@ -17,7 +17,7 @@ import random
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import pytest
 import spacy
@@ -32,20 +32,6 @@ SARAH = "My name is Sarah and I live in Paris."
 SARAH_GOLD = [(11, 16, "PER"), (31, 36, "LOC")]
 UPOS = ["NOUN", "VERB", "PROPN", "PUNCT", "ADP", "DET", "PRON", "X"]
 PTB = ["NN", "VB", "NNP", ".", "IN", "DT", "PRP", "-LRB-"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Run torch on one intra-op thread while these tests run.
-
-    On a shared 2-core machine OpenMP spin-waiting made the tiny models' forward
-    passes 10-15x slower with two threads (a 20,000-word document took 15 s instead
-    of 1 s); the result does not depend on the thread count.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator
+from typing import Any, Callable, Dict
 
 import pytest
 import spacy
@@ -24,15 +24,6 @@ from spacy_hf_tagger import LabelSchemeError, ModelLoadError
 from spacy_hf_tagger.component import ConfigError
 
 TinyModelFactory = Callable[..., Path]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """One intra-op thread: 10x faster for tiny models on a loaded 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _add(model: Any, **cfg: Any):

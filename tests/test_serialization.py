@@ -18,7 +18,6 @@ from typing import Any, Callable, Dict, List
 
 import pytest
 import spacy
-import torch
 from tiny_models import FAMILIES, NER_LABELS, training_sentences
 
 from spacy_hf_tagger import hf
@@ -58,16 +57,6 @@ for name, path in jobs.items():
         out[name] = f"{type(err).__name__}: {err}"
 print("RESULT" + json.dumps(out))
 """
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models gain nothing from a second thread; on a shared 2-core machine
-    OpenMP spin-waiting made every forward pass about 10x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def annotations(doc: Any) -> Dict[str, Any]:

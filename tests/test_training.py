@@ -38,16 +38,6 @@ REPO = Path(__file__).resolve().parents[1]
 X = IGNORE_INDEX
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models gain nothing from a second thread; on a shared 2-core machine
-    OpenMP spin-waiting made every step about 10x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def make_nlp(model: Path, **config) -> spacy.Language:
     nlp = spacy.blank("en")
     nlp.add_pipe("hf_token_tagger", config={"model": str(model), **config})
