@@ -41,6 +41,7 @@ from .labels import UPOS_TAGS, LabelScheme, iob_labels, map_types, read_label_sc
 from .scoring import make_hf_tagger_scorer
 from .targets import IGNORE_INDEX, biluo_to_scheme_ids, piece_targets, tags_to_ids
 from .windows import make_windows, pack_batches
+from .words import glued_punctuation, word_starts
 from .writing import register_extensions, write_entities, write_tags
 
 ANNOTATE_CHOICES = ("ents", "spans", "tag", "pos")
@@ -58,6 +59,7 @@ DEFAULT_CONFIG: Dict[str, Any] = {
     "batch_size": 32,
     "max_batch_subwords": 16384,
     "aggregation": "first",
+    "group_words": True,
     "annotate": None,
     "spans_key": "hf_ents",
     "overwrite_ents": False,
@@ -114,6 +116,7 @@ def make_hf_token_tagger(
     batch_size: int,
     max_batch_subwords: int,
     aggregation: str,
+    group_words: bool,
     annotate: Optional[List[str]],
     spans_key: str,
     overwrite_ents: bool,
@@ -139,6 +142,7 @@ def make_hf_token_tagger(
         batch_size=batch_size,
         max_batch_subwords=max_batch_subwords,
         aggregation=aggregation,
+        group_words=group_words,
         annotate=annotate,
         spans_key=spans_key,
         overwrite_ents=overwrite_ents,
@@ -201,6 +205,7 @@ class HFTokenTagger(TrainablePipe):
         batch_size: int = 32,
         max_batch_subwords: int = 16384,
         aggregation: str = "first",
+        group_words: bool = True,
         annotate: Optional[List[str]] = None,
         spans_key: str = "hf_ents",
         overwrite_ents: bool = False,
@@ -227,6 +232,7 @@ class HFTokenTagger(TrainablePipe):
             "batch_size": batch_size,
             "max_batch_subwords": max_batch_subwords,
             "aggregation": aggregation,
+            "group_words": group_words,
             "annotate": list(annotate) if annotate is not None else None,
             "spans_key": spans_key,
             "overwrite_ents": overwrite_ents,
@@ -487,7 +493,14 @@ class HFTokenTagger(TrainablePipe):
                 scheme.entity_types, self.cfg["label_map"], self.cfg["ignore_labels"]
             )
             spans_key = self.cfg["spans_key"] if "spans" in annotate else None
+            group = bool(self.cfg["group_words"])
             for doc, (token_probs, has_piece, tied) in zip(docs, predictions):
+                starts = glued = None
+                if group and len(doc):
+                    texts = [t.text for t in doc]
+                    spaces = doc.to_array("SPACY").astype(bool)
+                    starts = word_starts(texts, spaces)
+                    glued = glued_punctuation(texts, spaces)
                 prediction, n_below = predict_entities(
                     scheme,
                     token_probs,
@@ -495,6 +508,8 @@ class HFTokenTagger(TrainablePipe):
                     type_names,
                     float(self.cfg["threshold"]),
                     tied=tied,
+                    word_starts=starts,
+                    glued_punct=glued,
                 )
                 below += n_below
                 report = write_entities(

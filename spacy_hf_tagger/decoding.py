@@ -90,6 +90,48 @@ def _tie_to_previous(scheme: LabelScheme, label_ids: np.ndarray, tied: np.ndarra
     return label_ids
 
 
+def _apply_words(
+    scheme: LabelScheme,
+    label_ids: np.ndarray,
+    starts: np.ndarray,
+    glued_punct: np.ndarray,
+) -> np.ndarray:
+    """Give every token of a multi-token word its first token's entity, and keep
+    glued punctuation from beginning an entity (see `words`)."""
+    label_ids = label_ids.copy()
+    index = {(p, t): i for i, (p, t) in enumerate(zip(scheme.prefixes, scheme.types))}
+    outside = scheme.outside_id if scheme.outside_id is not None else -1
+    prefixes, types = scheme.prefixes, scheme.types
+    for i in np.flatnonzero(starts != np.arange(len(starts))).tolist():
+        head = int(label_ids[starts[i]])
+        if head < 0 or prefixes[head] == "O":
+            label_ids[i] = outside
+            continue
+        inside = index.get(("I", types[head]))
+        if inside is None:
+            continue
+        opened = {"E": "I", "S": "B"}.get(prefixes[head])
+        if opened is not None and (opened, types[head]) in index:
+            label_ids[starts[i]] = index[(opened, types[head])]
+        label_ids[i] = inside
+    for i in np.flatnonzero(glued_punct).tolist():
+        if starts[i] != i:
+            continue
+        current = int(label_ids[i])
+        if current < 0 or prefixes[current] == "O":
+            continue
+        before = int(label_ids[i - 1]) if i > 0 else -1
+        continues = (
+            prefixes[current] in ("I", "E")
+            and before >= 0
+            and prefixes[before] in ("B", "I")
+            and types[before] == types[current]
+        )
+        if not continues:
+            label_ids[i] = outside
+    return label_ids
+
+
 def predict_entities(
     scheme: LabelScheme,
     token_probs: np.ndarray,
@@ -98,6 +140,8 @@ def predict_entities(
     threshold: float,
     *,
     tied: Optional[np.ndarray] = None,
+    word_starts: Optional[np.ndarray] = None,
+    glued_punct: Optional[np.ndarray] = None,
 ) -> Tuple[EntityPrediction, int]:
     """Decode one doc's token probabilities into entity spans and IOB2 labels.
 
@@ -116,6 +160,9 @@ def predict_entities(
     # Tie first: gaps are filled from the labels the tied tokens end up with.
     if tied is not None and tied.any():
         label_ids = _tie_to_previous(scheme, label_ids, tied)
+        scores = token_probs[np.arange(n_tokens), np.maximum(label_ids, 0)]
+    if word_starts is not None and glued_punct is not None:
+        label_ids = _apply_words(scheme, label_ids, word_starts, glued_punct)
         scores = token_probs[np.arange(n_tokens), np.maximum(label_ids, 0)]
     label_ids = _fill_gaps(scheme, label_ids, has_piece)
     # Piece-less tokens have no score of their own: span scores skip them.
