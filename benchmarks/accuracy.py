@@ -1,0 +1,535 @@
+"""Entity P/R/F1 on CoNLL-2003 test: our component versus the model's own quality and peers.
+
+One run prints one table, for each text rendering ("spaced", "natural"):
+
+* ``ref``: the gold-word reference: the model fed the gold CoNLL words
+  (``is_split_into_words=True``), the label of the first subword of each word
+  (the model's own quality; 86.39 F1 on the full test set);
+* ``ours``: ``spacy.blank("en")`` + ``hf_token_tagger``, spans from ``doc.ents``
+  ("n/a" while the component is not available);
+* ``transformers``: ``pipeline("token-classification", aggregation_strategy=S)``
+  for each strategy S, and the best of them;
+* ``shp``: spacy-huggingface-pipelines ``hf_token_pipe`` (aggregation "first").
+
+Every row is scored by exact character spans ``(text_id, start, end, label)``.
+
+    python benchmarks/accuracy.py                     # full test set, ~6 min on 2 cores
+    python benchmarks/accuracy.py --limit 20 --only ref,transformers
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from conll import (
+    STYLES,
+    UNITS,
+    Document,
+    RenderedText,
+    Scores,
+    Span,
+    TextSpan,
+    decode_spans,
+    gold_spans,
+    read_conll,
+    render_texts,
+    score,
+    word_spans_to_chars,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+DEFAULT_DATA = SHARED / "data" / "conll2003" / "eng.testb"
+DEFAULT_MODEL = SHARED / "models" / "minilm-conll03"
+
+OURS_FACTORY = "hf_token_tagger"
+SHP_FACTORY = "hf_token_pipe"
+SYSTEMS = ("ref", "ours", "transformers", "shp")
+STRATEGIES = ("first", "average", "max", "simple")
+
+# The model's quality on gold words (its README); the reference must reproduce it.
+REFERENCE_F1 = 86.39
+REFERENCE_TOLERANCE = 0.05
+# Our bar: F1 gap to the reference, on spaced and on natural text.
+MAX_GAP = 0.5
+
+
+# ----------------------------------------------------------------- systems (shared)
+
+
+def ours_unavailable_reason() -> Optional[str]:
+    """None when the ``hf_token_tagger`` factory can be used, else why not.
+
+    Imports ``spacy_hf_tagger.component`` from this checkout when it exists; any
+    error raised while importing it propagates (nothing is swallowed).
+    """
+    from spacy.language import Language
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    if importlib.util.find_spec("spacy_hf_tagger") is None:
+        return "package spacy_hf_tagger not found"
+    if importlib.util.find_spec("spacy_hf_tagger.component") is None:
+        return "spacy_hf_tagger.component does not exist yet"
+    importlib.import_module("spacy_hf_tagger.component")
+    if not Language.has_factory(OURS_FACTORY):
+        return f"factory {OURS_FACTORY!r} is not registered"
+    return None
+
+
+def make_ours(model: str, config: Optional[Dict[str, object]] = None):
+    """``spacy.blank("en")`` with our component (call ours_unavailable_reason first)."""
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe(OURS_FACTORY, config={"model": model, **(config or {})})
+    return nlp
+
+
+def ours_config(nlp) -> Dict[str, object]:
+    """The component's resolved config block (for reporting stride/batch settings)."""
+    block = nlp.config["components"].get(OURS_FACTORY, {})
+    return {k: v for k, v in block.items() if k != "factory"}
+
+
+def make_shp(model: str, config: Optional[Dict[str, object]] = None):
+    """``spacy.blank("en")`` with spacy-huggingface-pipelines' ``hf_token_pipe``."""
+    import spacy
+    import spacy_huggingface_pipelines  # noqa: F401  (registers hf_token_pipe)
+
+    nlp = spacy.blank("en")
+    cfg: Dict[str, object] = {"model": model, "aggregation_strategy": "first"}
+    cfg.update(config or {})
+    nlp.add_pipe(SHP_FACTORY, config=cfg)
+    return nlp
+
+
+def make_hf_pipeline(model: str, strategy: str, stride: Optional[int]):
+    """transformers' token-classification pipeline on CPU.
+
+    ``stride`` (window overlap) makes it process texts longer than the model's
+    maximum length in overlapping windows instead of truncating them.
+    """
+    from transformers import pipeline
+
+    return pipeline(
+        "token-classification",
+        model=model,
+        aggregation_strategy=strategy,
+        stride=stride,
+        device=-1,
+    )
+
+
+def quiet_transformers() -> None:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", message="You seem to be using the pipelines sequentially")
+    warnings.filterwarnings("ignore", message="Length of IterableDataset")
+
+
+def versions_line() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    import spacy
+    import torch
+    import transformers
+
+    try:
+        shp = version("spacy-huggingface-pipelines")
+    except PackageNotFoundError:
+        shp = "not installed"
+    return (
+        f"python {sys.version.split()[0]}, torch {torch.__version__} "
+        f"(threads {torch.get_num_threads()}), transformers {transformers.__version__}, "
+        f"spacy {spacy.__version__}, spacy-huggingface-pipelines {shp}"
+    )
+
+
+# ------------------------------------------------------------------------- predictors
+
+
+def reference_sentence_spans(
+    docs: Sequence[Document], model_path: str, batch_size: int = 64
+) -> List[List[Span]]:
+    """Predicted entity spans (over word indices) for every sentence, in corpus order.
+
+    Gold words in, ``is_split_into_words=True``, the label of the first subword of
+    each word; words with no subword get "O". No truncation: every sentence must
+    fit the model.
+    """
+    import torch
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForTokenClassification.from_pretrained(model_path).eval()
+    id2label = model.config.id2label
+    max_len = min(tok.model_max_length, model.config.max_position_embeddings)
+
+    sentences = [[w for w, _ in sent] for doc in docs for sent in doc]
+    enc = tok(sentences, is_split_into_words=True, truncation=False)
+    lengths = [len(ids) for ids in enc["input_ids"]]
+    longest = max(lengths, default=0)
+    assert longest <= max_len, f"a sentence has {longest} subwords > model max {max_len}"
+
+    labels: List[List[str]] = [["O"] * len(s) for s in sentences]
+    order = sorted(range(len(sentences)), key=lambda i: lengths[i])
+    with torch.inference_mode():
+        for b in range(0, len(order), batch_size):
+            idx = order[b : b + batch_size]
+            width = max(lengths[i] for i in idx)
+            ids = torch.zeros((len(idx), width), dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                ids[row, : lengths[i]] = torch.tensor(enc["input_ids"][i])
+                mask[row, : lengths[i]] = 1
+            pred = model(input_ids=ids, attention_mask=mask).logits.argmax(-1).tolist()
+            for row, i in enumerate(idx):
+                seen = set()
+                for pos, word in enumerate(enc.word_ids(i)):
+                    if word is None or word in seen:
+                        continue
+                    seen.add(word)
+                    labels[i][word] = id2label[pred[row][pos]]
+    return [decode_spans(tags) for tags in labels]
+
+
+def reference_to_texts(
+    texts: Sequence[RenderedText], sentence_spans: Sequence[Sequence[Span]]
+) -> List[TextSpan]:
+    """Place per-sentence word spans (corpus order) onto the rendered texts."""
+    out: List[TextSpan] = []
+    k = 0
+    for text_id, text in enumerate(texts):
+        for s in range(len(text.sentences)):
+            for start, end, label in word_spans_to_chars(text, s, sentence_spans[k]):
+                out.append((text_id, start, end, label))
+            k += 1
+    assert k == len(sentence_spans), "sentence count mismatch between texts and reference"
+    return out
+
+
+def spacy_pipe_spans(nlp, texts: Sequence[RenderedText]) -> List[TextSpan]:
+    """Run ``nlp.pipe`` and read ``doc.ents`` as character spans."""
+    out: List[TextSpan] = []
+    for text_id, doc in enumerate(nlp.pipe([t.text for t in texts])):
+        assert doc.text == texts[text_id].text
+        out.extend((text_id, e.start_char, e.end_char, e.label_) for e in doc.ents)
+    return out
+
+
+def hf_pipeline_spans(pipe, texts: Sequence[RenderedText], batch_size: int) -> List[TextSpan]:
+    """Run a transformers pipeline over all texts; spans from ``entity_group``."""
+    results = pipe([t.text for t in texts], batch_size=batch_size)
+    out: List[TextSpan] = []
+    for text_id, ents in enumerate(results):
+        out.extend((text_id, int(e["start"]), int(e["end"]), e["entity_group"]) for e in ents)
+    return out
+
+
+# ---------------------------------------------------------------------------- report
+
+
+class Row:
+    def __init__(
+        self, system: str, style: str, scores: Optional[Scores], seconds: float, note: str = ""
+    ) -> None:
+        self.system = system
+        self.style = style
+        self.scores = scores
+        self.seconds = seconds
+        self.note = note
+
+    @property
+    def f1(self) -> Optional[float]:
+        return None if self.scores is None else 100 * self.scores.micro.f1
+
+
+class RowLog(List[Row]):
+    """The table's rows; each one appended is also reported on stderr as it is done."""
+
+    def append(self, row: Row) -> None:
+        super().append(row)
+        f1 = "n/a" if row.f1 is None else f"{row.f1:.2f}"
+        print(
+            f"  .. {row.system} [{row.style}] F1 {f1} ({row.seconds:.1f}s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def format_table(rows: Sequence[Row], types: Sequence[str]) -> str:
+    head = (
+        f"{'system':<24} {'text':<8} {'P':>6} {'R':>6} {'F1':>6} "
+        + " ".join(f"{t:>6}" for t in types)
+        + f" {'sec':>6}  note"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if r.scores is None:
+            cells = f"{'n/a':>6} {'n/a':>6} {'n/a':>6} " + " ".join(f"{'':>6}" for _ in types)
+        else:
+            m = r.scores.micro
+            per = " ".join(
+                f"{100 * r.scores.per_type[t].f1:6.2f}" if t in r.scores.per_type else f"{'':>6}"
+                for t in types
+            )
+            cells = f"{100 * m.precision:6.2f} {100 * m.recall:6.2f} {100 * m.f1:6.2f} {per}"
+        lines.append(f"{r.system:<24} {r.style:<8} {cells} {r.seconds:6.1f}  {r.note}")
+    return "\n".join(lines)
+
+
+def print_diff(
+    texts: Sequence[RenderedText],
+    ref: Sequence[TextSpan],
+    ours: Sequence[TextSpan],
+    style: str,
+    limit: int,
+) -> None:
+    """Spans only the reference found ("ref") or only ours found ("ours"), with gold marks."""
+    gold = set(gold_spans(texts))
+    only_ref, only_ours = set(ref) - set(ours), set(ours) - set(ref)
+    print(
+        f"\n[{style}] spans only in ref: {len(only_ref)}, only in ours: {len(only_ours)} "
+        f"(showing up to {limit}; * = gold)"
+    )
+    tagged = sorted([(s, "ref ") for s in only_ref] + [(s, "ours") for s in only_ours])
+    for (tid, start, end, label), who in tagged[:limit]:
+        text = texts[tid].text
+        ctx = text[max(0, start - 30) : start] + "[" + text[start:end] + "]" + text[end : end + 30]
+        mark = "*" if (tid, start, end, label) in gold else " "
+        print(f"  {who} {mark} {label:<5} text {tid:>5} {start:>5}-{end:<5} {ctx!r}")
+
+
+def timed(fn: Callable[[], List[TextSpan]]) -> tuple[List[TextSpan], float]:
+    t0 = time.perf_counter()
+    spans = fn()
+    return spans, time.perf_counter() - t0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=str(DEFAULT_DATA), help="CoNLL-2003 file (eng.testb)")
+    ap.add_argument("--model", default=str(DEFAULT_MODEL), help="HF token-classification model")
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N documents")
+    ap.add_argument(
+        "--only",
+        default=",".join(SYSTEMS),
+        help=f"comma-separated systems out of {','.join(SYSTEMS)}",
+    )
+    ap.add_argument("--styles", default=",".join(STYLES), help="renderings: spaced,natural")
+    ap.add_argument(
+        "--unit",
+        default="sentences",
+        choices=UNITS,
+        help="one text per sentence (default) or per document",
+    )
+    ap.add_argument(
+        "--strategies",
+        default=",".join(STRATEGIES),
+        help="transformers aggregation strategies to run",
+    )
+    ap.add_argument(
+        "--stride",
+        type=int,
+        default=128,
+        help="window overlap given to transformers' pipeline (texts over the "
+        "model max length are windowed, not truncated)",
+    )
+    ap.add_argument("--batch-size", type=int, default=32, help="transformers pipeline batch")
+    ap.add_argument("--per-type", action="store_true", help="also print TP/FP/FN per type")
+    ap.add_argument(
+        "--diff",
+        type=int,
+        default=0,
+        metavar="N",
+        help="print up to N spans where ours and the reference disagree",
+    )
+    args = ap.parse_args(argv)
+
+    systems = [s.strip() for s in args.only.split(",") if s.strip()]
+    styles = [s.strip() for s in args.styles.split(",") if s.strip()]
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    for name, given, allowed in (
+        ("--only", systems, SYSTEMS),
+        ("--styles", styles, STYLES),
+        ("--strategies", strategies, STRATEGIES),
+    ):
+        bad = [x for x in given if x not in allowed]
+        if bad:
+            ap.error(f"{name}: unknown {bad}; choose from {list(allowed)}")
+
+    quiet_transformers()
+    print(versions_line())
+    docs = read_conll(args.data)
+    if args.limit is not None:
+        docs = docs[: args.limit]
+    n_sent = sum(len(d) for d in docs)
+    n_words = sum(len(s) for d in docs for s in d)
+    texts_by_style: Dict[str, List[RenderedText]] = {
+        style: render_texts(docs, style, args.unit) for style in styles
+    }
+    first = texts_by_style[styles[0]]
+    print(
+        f"data {args.data}: {len(docs)} documents, {n_sent} sentences, {n_words} words, "
+        f"{len(gold_spans(first))} gold entities; {len(first)} texts (one per "
+        f"{args.unit[:-1]})"
+    )
+    print(f"model {args.model}\n")
+
+    rows = RowLog()
+    preds: Dict[tuple[str, str], List[TextSpan]] = {}
+    t_start = time.perf_counter()
+
+    if "ref" in systems:
+        t0 = time.perf_counter()
+        sent_spans = reference_sentence_spans(docs, args.model)
+        secs = time.perf_counter() - t0
+        for style in styles:
+            texts = texts_by_style[style]
+            pred = reference_to_texts(texts, sent_spans)
+            preds[("ref", style)] = pred
+            rows.append(
+                Row(
+                    "ref (gold words, first)",
+                    style,
+                    score(gold_spans(texts), pred),
+                    secs,
+                    "same model forward for both renderings",
+                )
+            )
+
+    if "ours" in systems:
+        reason = ours_unavailable_reason()
+        if reason is not None:
+            for style in styles:
+                rows.append(Row("ours (hf_token_tagger)", style, None, 0.0, reason))
+        else:
+            nlp = make_ours(args.model)
+            list(nlp.pipe(["Warm up in Paris."]))  # loads the model outside the timing
+            cfg = ours_config(nlp)
+            note = ", ".join(f"{k}={cfg[k]}" for k in ("stride", "aggregation") if k in cfg)
+            for style in styles:
+                texts = texts_by_style[style]
+                pred, secs = timed(lambda texts=texts: spacy_pipe_spans(nlp, texts))
+                preds[("ours", style)] = pred
+                rows.append(
+                    Row("ours (hf_token_tagger)", style, score(gold_spans(texts), pred), secs, note)
+                )
+
+    if "transformers" in systems:
+        for strategy in strategies:
+            pipe = make_hf_pipeline(args.model, strategy, args.stride)
+            for style in styles:
+                texts = texts_by_style[style]
+                pred, secs = timed(
+                    lambda texts=texts, pipe=pipe: hf_pipeline_spans(pipe, texts, args.batch_size)
+                )
+                rows.append(
+                    Row(
+                        f"transformers {strategy}",
+                        style,
+                        score(gold_spans(texts), pred),
+                        secs,
+                        f"batch {args.batch_size}, stride {args.stride}",
+                    )
+                )
+        for style in styles:
+            cands = [r for r in rows if r.system.startswith("transformers ") and r.style == style]
+            best = max(cands, key=lambda r: r.f1 or 0.0)
+            rows.append(Row("transformers best", style, best.scores, 0.0, best.system.split()[-1]))
+
+    if "shp" in systems:
+        nlp_shp = make_shp(args.model)
+        shp_cfg = nlp_shp.config["components"][SHP_FACTORY]
+        for style in styles:
+            texts = texts_by_style[style]
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                pred, secs = timed(lambda texts=texts: spacy_pipe_spans(nlp_shp, texts))
+            skipped = sum("Skipping annotation" in str(w.message) for w in caught)
+            failed = sum("Unable to process" in str(w.message) for w in caught)
+            note = f"stride {shp_cfg['stride']}, skipped {skipped} unalignable"
+            if failed:
+                note += f", {failed} failed texts/batches"
+            rows.append(
+                Row("spacy-hf-pipelines first", style, score(gold_spans(texts), pred), secs, note)
+            )
+
+    types = sorted({t for r in rows if r.scores for t in r.scores.per_type})
+    print(format_table(rows, types))
+
+    if args.per_type:
+        print("\nper type TP/FP/FN:")
+        for r in rows:
+            if r.scores is not None:
+                cells = "  ".join(f"{t} {p.tp}/{p.fp}/{p.fn}" for t, p in r.scores.per_type.items())
+                print(f"  {r.system:<24} {r.style:<8} {cells}")
+
+    if args.diff:
+        for style in styles:
+            if ("ref", style) in preds and ("ours", style) in preds:
+                print_diff(
+                    texts_by_style[style],
+                    preds[("ref", style)],
+                    preds[("ours", style)],
+                    style,
+                    args.diff,
+                )
+
+    # ------------------------------------------------------------------ gaps and flags
+    print()
+    flags: List[str] = []
+    by = {(r.system, r.style): r for r in rows}
+    full = args.limit is None and Path(args.data).name == "eng.testb"
+    for style in styles:
+        ref = by.get(("ref (gold words, first)", style))
+        ours = by.get(("ours (hf_token_tagger)", style))
+        trf = by.get(("transformers best", style))
+        shp = by.get(("spacy-hf-pipelines first", style))
+        if ref is not None and full and style == styles[0]:
+            ok = abs(ref.f1 - REFERENCE_F1) <= REFERENCE_TOLERANCE  # type: ignore[operator]
+            msg = (
+                f"reference F1 {ref.f1:.2f} vs model README {REFERENCE_F1} "
+                f"(tolerance {REFERENCE_TOLERANCE}): {'OK' if ok else 'MISMATCH'}"
+            )
+            print(msg)
+            if not ok:
+                flags.append(msg)
+        if ref is not None and ours is not None:
+            if ours.f1 is None:
+                print(f"[{style}] gap ref - ours: n/a ({ours.note})")
+            else:
+                gap = ref.f1 - ours.f1  # type: ignore[operator]
+                verdict = "PASS" if gap <= MAX_GAP else "FAIL"
+                print(f"[{style}] gap ref - ours: {gap:+.2f} F1 (bar <= {MAX_GAP}): {verdict}")
+                if verdict == "FAIL":
+                    flags.append(f"{style}: ours is {gap:.2f} F1 below the reference")
+        for peer in (trf, shp):
+            if ref is not None and peer is not None and peer.f1 is not None:
+                print(f"[{style}] gap ref - {peer.system}: {ref.f1 - peer.f1:+.2f} F1")  # type: ignore[operator]
+            if ours is not None and ours.f1 is not None and peer is not None and peer.f1:
+                if ours.f1 < peer.f1:
+                    flags.append(
+                        f"{style}: ours ({ours.f1:.2f}) below {peer.system} ({peer.f1:.2f})"
+                    )
+    if not full:
+        print("(subset or other data: the 86.39 reference check applies to the full test set)")
+    print(f"\nflags: {'none' if not flags else ''}")
+    for f in flags:
+        print(f"  - {f}")
+    print(f"total time {time.perf_counter() - t_start:.1f}s")
+    return 1 if flags else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,386 @@
+"""Words per second on CPU: our component versus the bare model and peers, in one process.
+
+For each workload (the 231 CoNLL-2003 test documents as texts, sentences joined by
+"\\n"; or the 3,453 sentences as texts; spaced rendering) this times, with the
+same model:
+
+* ``floor``: the bare model forward (``torch.inference_mode``, fp32) over the
+  windows our component would see: each text tokenized without special tokens,
+  cut into windows of at most ``max_length - 2`` subwords overlapping by at least
+  ``--stride`` (the component's plan: the last window ends at the text's end),
+  plus [CLS]/[SEP], sorted by length, padded batches of ``--batch-size`` windows.
+  Its words/s counts the forward passes only; the total including tokenization
+  and batching is printed too;
+* ``ours``: ``nlp.pipe(texts)`` with ``spacy.blank("en")`` + ``hf_token_tagger``
+  (includes spaCy's tokenizer);
+* ``transformers``: ``pipeline("token-classification", aggregation_strategy="first",
+  stride=--stride)`` called on the list of texts with ``batch_size=--batch-size``;
+* ``shp``: spacy-huggingface-pipelines ``hf_token_pipe`` (aggregation "first",
+  its other settings at their defaults) through ``nlp.pipe(texts)``.
+
+Words are CoNLL tokens. Each system is warmed up on a few texts first; with
+``--repeat N`` the systems are timed round-robin N times and the best time is
+kept. Bars: ours >= 0.85x floor, >= 1.5x transformers, > spacy-hf-pipelines.
+
+    python benchmarks/speed.py --workload both --repeat 3
+    python benchmarks/speed.py --workload sentences --limit 40 --only floor,transformers
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
+
+from accuracy import (
+    DEFAULT_DATA,
+    DEFAULT_MODEL,
+    make_hf_pipeline,
+    make_ours,
+    make_shp,
+    ours_config,
+    ours_unavailable_reason,
+    quiet_transformers,
+    versions_line,
+)
+from conll import UNITS, read_conll, render_texts
+
+SYSTEMS = ("floor", "ours", "transformers", "shp")
+BAR_FLOOR = 0.85
+BAR_TRANSFORMERS = 1.5
+# Config keys of our component worth printing next to its timing.
+OURS_KEYS = (
+    "device",
+    "dtype",
+    "max_length",
+    "stride",
+    "batch_size",
+    "max_batch_subwords",
+    "aggregation",
+)
+
+
+# ----------------------------------------------------------------------------- floor
+
+
+def window_starts(n_pieces: int, width: int, stride: int) -> List[int]:
+    """Start offsets of the windows over ``n_pieces`` subwords (the component's plan).
+
+    One window when the text fits; otherwise windows of exactly ``width`` pieces
+    every ``width - stride`` pieces, the last one ending exactly at the end.
+    """
+    if n_pieces <= 0:
+        return []
+    if n_pieces <= width:
+        return [0]
+    starts = set(range(0, n_pieces - width, width - stride))
+    starts.add(n_pieces - width)
+    return sorted(starts)
+
+
+def make_windows(
+    token_ids: Sequence[Sequence[int]], max_length: int, stride: int, cls_id: int, sep_id: int
+) -> List[List[int]]:
+    """Cut each text's subwords into windows of <= max_length - 2 pieces overlapping by
+    at least ``stride``, each wrapped in [CLS] ... [SEP]. Empty texts give no window."""
+    width = max_length - 2
+    if not 0 <= stride < width:
+        raise ValueError(f"--stride must be in [0, {width}) for max length {max_length}")
+    return [
+        [cls_id, *ids[start : start + width], sep_id]
+        for ids in token_ids
+        for start in window_starts(len(ids), width, stride)
+    ]
+
+
+def default_stride(max_length: int) -> int:
+    """The component's default overlap: a quarter of the window's text, at most 128."""
+    return min((max_length - 2) // 4, 128)
+
+
+def pad_batches(windows: Sequence[Sequence[int]], batch_size: int, pad_id: int) -> list:
+    """Length-sorted, padded ``(input_ids, attention_mask)`` tensors of ``batch_size`` windows."""
+    import torch
+
+    ordered = sorted(windows, key=len)
+    batches = []
+    for b in range(0, len(ordered), batch_size):
+        chunk = ordered[b : b + batch_size]
+        width = len(chunk[-1])
+        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, w in enumerate(chunk):
+            ids[row, : len(w)] = torch.tensor(w, dtype=torch.long)
+            mask[row, : len(w)] = 1
+        batches.append((ids, mask))
+    return batches
+
+
+class Floor:
+    """The bare model forward over our component's windows."""
+
+    def __init__(self, model_path: str, max_length: int, stride: int, batch_size: int) -> None:
+        from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+        self.tok = AutoTokenizer.from_pretrained(model_path)
+        self.model = AutoModelForTokenClassification.from_pretrained(model_path).eval()
+        self.max_length = max_length
+        self.stride = stride
+        self.batch_size = batch_size
+        self.last_prep_s = 0.0
+        self.n_windows = 0
+        self.n_subwords = 0
+
+    def prepare(self, texts: Sequence[str]) -> list:
+        ids = self.tok(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+        windows = make_windows(
+            ids, self.max_length, self.stride, self.tok.cls_token_id, self.tok.sep_token_id
+        )
+        self.n_windows = len(windows)
+        self.n_subwords = sum(len(x) for x in ids)
+        return pad_batches(windows, self.batch_size, self.tok.pad_token_id)
+
+    def forward(self, batches: list) -> float:
+        """Seconds spent in the forward passes alone."""
+        import torch
+
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            for ids, mask in batches:
+                self.model(input_ids=ids, attention_mask=mask)
+        return time.perf_counter() - t0
+
+    def run(self, texts: Sequence[str]) -> float:
+        """Tokenize, window, pad and forward; returns forward-only seconds and keeps the
+        preparation time in ``last_prep_s``."""
+        t0 = time.perf_counter()
+        batches = self.prepare(texts)
+        self.last_prep_s = time.perf_counter() - t0
+        return self.forward(batches)
+
+
+# --------------------------------------------------------------------------- harness
+
+
+@dataclass
+class Timing:
+    system: str
+    best_s: float = float("inf")
+    best_total_s: float = float("inf")  # floor only: including tokenization/batching
+    note: str = ""
+
+
+def words_per_s(words: int, seconds: float) -> float:
+    return words / seconds if seconds > 0 else float("nan")
+
+
+def run_workload(
+    name: str,
+    texts: Sequence[str],
+    words: int,
+    runners: Dict[str, Callable[[Sequence[str]], None]],
+    floor: Optional[Floor],
+    repeat: int,
+    warmup: int,
+) -> Dict[str, Timing]:
+    timings: Dict[str, Timing] = {s: Timing(s) for s in runners}
+    if floor is not None:
+        timings = {"floor": Timing("floor"), **timings}
+        floor.run(texts[:warmup])
+    for fn in runners.values():
+        fn(texts[:warmup])
+    for r in range(repeat):
+        for system in timings:
+            if system == "floor":
+                assert floor is not None
+                fwd = floor.run(texts)
+                t = timings["floor"]
+                t.best_s = min(t.best_s, fwd)
+                t.best_total_s = min(t.best_total_s, fwd + floor.last_prep_s)
+                secs = fwd
+            else:
+                t0 = time.perf_counter()
+                runners[system](texts)
+                secs = time.perf_counter() - t0
+                timings[system].best_s = min(timings[system].best_s, secs)
+            print(
+                f"  [{name}] run {r + 1}/{repeat} {system:<13} {secs:8.2f}s "
+                f"{words_per_s(words, secs):9.0f} words/s",
+                flush=True,
+            )
+    return timings
+
+
+def report(
+    name: str, n_texts: int, words: int, timings: Dict[str, Timing], floor: Optional[Floor]
+) -> List[str]:
+    """Print the workload's table and verdicts; return FAIL lines."""
+    print(f"\n== {name}: {n_texts} texts, {words} words", end="")
+    if floor is not None:
+        print(
+            f", {floor.n_subwords} subwords, {floor.n_windows} windows "
+            f"(max length {floor.max_length}, stride {floor.stride})",
+            end="",
+        )
+    print()
+    print(f"{'system':<16} {'seconds':>9} {'words/s':>10}  note")
+    wps: Dict[str, float] = {}
+    for s, t in timings.items():
+        wps[s] = words_per_s(words, t.best_s)
+        print(f"{s:<16} {t.best_s:9.2f} {wps[s]:10.0f}  {t.note}")
+        if s == "floor":
+            total = words_per_s(words, t.best_total_s)
+            print(
+                f"{'floor (total)':<16} {t.best_total_s:9.2f} {total:10.0f}  "
+                "incl. tokenization, windowing, padding"
+            )
+    fails: List[str] = []
+    if "ours" in wps:
+        checks = (
+            ("floor", BAR_FLOOR, ">="),
+            ("transformers", BAR_TRANSFORMERS, ">="),
+            ("shp", 1.0, ">"),
+        )
+        for peer, bar, op in checks:
+            if peer not in wps:
+                continue
+            ratio = wps["ours"] / wps[peer]
+            ok = ratio >= bar if op == ">=" else ratio > bar
+            verdict = "PASS" if ok else "FAIL"
+            print(f"ours/{peer:<13} {ratio:6.2f}x  (bar {op} {bar}x): {verdict}")
+            if not ok:
+                fails.append(f"{name}: ours/{peer} {ratio:.2f}x, bar {op} {bar}x")
+    return fails
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=str(DEFAULT_DATA), help="CoNLL-2003 file (eng.testb)")
+    ap.add_argument("--model", default=str(DEFAULT_MODEL), help="HF token-classification model")
+    ap.add_argument("--workload", default="both", choices=(*UNITS, "both"))
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N documents")
+    ap.add_argument("--repeat", type=int, default=1, help="time N rounds, keep the best")
+    ap.add_argument(
+        "--only",
+        default=",".join(SYSTEMS),
+        help=f"comma-separated systems out of {','.join(SYSTEMS)}",
+    )
+    ap.add_argument(
+        "--stride",
+        type=int,
+        default=None,
+        help="window overlap in subwords for the floor and transformers' pipeline "
+        "(default: our component's configured stride; when that is null, "
+        "its rule min((max_length - 2) // 4, 128) = 127 for 512)",
+    )
+    ap.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="window length incl. [CLS]/[SEP] (default: the model's maximum)",
+    )
+    ap.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        help="windows per floor batch; transformers pipeline batch size",
+    )
+    ap.add_argument(
+        "--shp-batch-size",
+        type=int,
+        default=None,
+        help="pass batch_size to spacy-hf-pipelines' inner HF pipeline "
+        "(default: its own default, unbatched)",
+    )
+    ap.add_argument("--warmup", type=int, default=8, help="texts each system sees first")
+    args = ap.parse_args(argv)
+
+    systems = [s.strip() for s in args.only.split(",") if s.strip()]
+    bad = [s for s in systems if s not in SYSTEMS]
+    if bad:
+        ap.error(f"--only: unknown {bad}; choose from {list(SYSTEMS)}")
+    if args.repeat < 1:
+        ap.error("--repeat must be >= 1")
+
+    import torch
+    from transformers import AutoConfig, AutoTokenizer
+
+    quiet_transformers()
+    warnings.filterwarnings("ignore", message="Skipping annotation")
+    print(versions_line())
+    print(f"torch threads {torch.get_num_threads()} (interop {torch.get_num_interop_threads()})")
+
+    tok = AutoTokenizer.from_pretrained(args.model)
+    cfg = AutoConfig.from_pretrained(args.model)
+    model_max = min(tok.model_max_length, cfg.max_position_embeddings)
+    max_length = args.max_length or model_max
+
+    runners: Dict[str, Callable[[Sequence[str]], None]] = {}
+    notes: Dict[str, str] = {}
+    stride = args.stride
+    if "ours" in systems:
+        reason = ours_unavailable_reason()
+        if reason is not None:
+            print(f"ours: n/a ({reason})")
+        else:
+            nlp = make_ours(args.model)
+            ocfg = ours_config(nlp)
+            notes["ours"] = ", ".join(f"{k}={ocfg[k]}" for k in OURS_KEYS if k in ocfg)
+            if stride is None and isinstance(ocfg.get("stride"), int):
+                stride = int(ocfg["stride"])  # type: ignore[arg-type]
+            runners["ours"] = lambda texts, nlp=nlp: _consume(nlp.pipe(texts))
+    if stride is None:
+        stride = default_stride(max_length)
+    floor = Floor(args.model, max_length, stride, args.batch_size) if "floor" in systems else None
+    if "transformers" in systems:
+        pipe = make_hf_pipeline(args.model, "first", stride)
+        runners["transformers"] = lambda texts, pipe=pipe: _consume(
+            pipe(list(texts), batch_size=args.batch_size)
+        )
+        notes["transformers"] = f"aggregation first, batch {args.batch_size}, stride {stride}"
+    if "shp" in systems:
+        shp_conf: Dict[str, object] = {}
+        if args.shp_batch_size is not None:
+            shp_conf["kwargs"] = {"batch_size": args.shp_batch_size}
+        nlp_shp = make_shp(args.model, shp_conf)
+        c = nlp_shp.config["components"]["hf_token_pipe"]
+        runners["shp"] = lambda texts, nlp=nlp_shp: _consume(nlp.pipe(texts))
+        notes["shp"] = f"aggregation first, stride {c['stride']}, kwargs {dict(c['kwargs'])}"
+
+    docs = read_conll(args.data)
+    if args.limit is not None:
+        docs = docs[: args.limit]
+    workloads = UNITS if args.workload == "both" else (args.workload,)
+    fails: List[str] = []
+    t_all = time.perf_counter()
+    for unit in workloads:
+        rendered = render_texts(docs, "spaced", unit)
+        texts = [t.text for t in rendered]
+        words = sum(t.n_words for t in rendered)
+        print(f"\n-- workload {unit}: {len(texts)} texts, {words} words", flush=True)
+        timings = run_workload(unit, texts, words, runners, floor, args.repeat, args.warmup)
+        for s, t in timings.items():
+            t.note = notes.get(s, "forward only, fp32, inference_mode" if s == "floor" else "")
+        fails += report(unit, len(texts), words, timings, floor)
+    if "ours" not in runners:
+        verdict = "n/a (our component did not run)"
+    else:
+        verdict = "FAIL" if fails else "PASS"
+    print(f"\nverdict: {verdict}")
+    for f in fails:
+        print(f"  - {f}")
+    print(f"total time {time.perf_counter() - t_all:.1f}s")
+    return 1 if fails else 0
+
+
+def _consume(it) -> None:
+    for _ in it:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
