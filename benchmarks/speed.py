@@ -103,14 +103,15 @@ def default_stride(max_length: int) -> int:
 
 
 def pad_batches(windows: Sequence[Sequence[int]], batch_size: int, pad_id: int) -> list:
-    """Length-sorted, padded ``(input_ids, attention_mask)`` tensors of ``batch_size`` windows."""
+    """Padded ``(input_ids, attention_mask)`` tensors of ``batch_size`` windows, longest
+    first (as the component does: the largest buffers are allocated once, first)."""
     import torch
 
-    ordered = sorted(windows, key=len)
+    ordered = sorted(windows, key=len, reverse=True)
     batches = []
     for b in range(0, len(ordered), batch_size):
         chunk = ordered[b : b + batch_size]
-        width = len(chunk[-1])
+        width = len(chunk[0])
         ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(chunk), width), dtype=torch.long)
         for row, w in enumerate(chunk):
