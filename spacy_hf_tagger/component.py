@@ -14,7 +14,18 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import numpy as np
 import torch
@@ -40,7 +51,7 @@ from .decoding import predict_entities, predict_tags, tag_name_map
 from .labels import UPOS_TAGS, LabelScheme, iob_labels, map_types, read_label_scheme
 from .scoring import make_hf_tagger_scorer
 from .targets import IGNORE_INDEX, biluo_to_scheme_ids, piece_targets, tags_to_ids
-from .windows import make_windows, pack_batches
+from .windows import Window, make_windows, pack_batches
 from .words import glued_punctuation, word_starts
 from .writing import register_extensions, write_entities, write_tags
 
@@ -167,7 +178,6 @@ class _Loaded:
     content_length: int
     stride: int
     device: torch.device
-    dtype: torch.dtype
     continuation: np.ndarray
 
 
@@ -329,14 +339,21 @@ class HFTokenTagger(TrainablePipe):
 
     def _ensure_loaded(self) -> _Loaded:
         if self._loaded is None:
-            source = self.cfg["model"]
-            local_only = bool(source) and Path(str(source)).expanduser().is_dir()
-            tokenizer = hf.load_tokenizer(source, self.cfg["revision"], local_only)
-            model, _ = hf.load_model(source, self.cfg["revision"], local_only)
-            self.cfg["resolved_commit"] = hf.resolved_commit(model)
+            tokenizer, model, _ = self._load_source(require_head=True)
             self._install(model, tokenizer)
         assert self._loaded is not None
         return self._loaded
+
+    def _load_source(self, *, require_head: bool) -> Tuple[Any, torch.nn.Module, Dict]:
+        """Tokenizer, model and weight-loading problems from the `model` setting."""
+        source = self.cfg["model"]
+        local_only = bool(source) and Path(str(source)).expanduser().is_dir()
+        tokenizer = hf.load_tokenizer(source, self.cfg["revision"], local_only)
+        model, problems = hf.load_model(
+            source, self.cfg["revision"], local_only, require_head=require_head
+        )
+        self.cfg["resolved_commit"] = hf.resolved_commit(model)
+        return tokenizer, model, problems
 
     def _install(self, model: torch.nn.Module, tokenizer: Any) -> None:
         """Put a model on the device and derive everything inference needs."""
@@ -367,7 +384,6 @@ class HFTokenTagger(TrainablePipe):
             content_length=content,
             stride=stride,
             device=self._device,
-            dtype=self._dtype,
             continuation=scheme.begin_to_inside(),
         )
         self._torch_optimizer = None
@@ -419,25 +435,25 @@ class HFTokenTagger(TrainablePipe):
         encoded = hf.encode_texts(loaded.tokenizer, [doc.text for doc in docs])
         out = []
         for doc, enc in zip(docs, encoded):
-            spans = token_spans(doc.to_array("IDX"), doc.to_array("LENGTH"))
+            spans = token_spans(*doc.to_array(["IDX", "LENGTH"]).reshape(-1, 2).T)
             trimmed = trim_offsets(enc.offsets, whitespace_mask(doc.text))
             ranges = piece_token_ranges(trimmed, spans[:, 0], spans[:, 1])
             out.append(_DocEncoding(enc.ids, align_pieces(ranges, len(doc))))
         return out
 
-    def _window_plan(self, encodings: Sequence[_DocEncoding]) -> Tuple[list, List[List[int]]]:
+    def _batches(
+        self, encodings: Sequence[_DocEncoding]
+    ) -> Iterator[Tuple[List[Window], Dict[str, torch.Tensor]]]:
+        """Model inputs for the windows of `encodings`, length-sorted and packed."""
         loaded = self._ensure_loaded()
         windows = make_windows(
             [len(e.ids) for e in encodings], loaded.content_length, loaded.stride
         )
-        batches = list(
-            pack_batches(
-                [w.length for w in windows],
-                self.cfg["batch_size"],
-                self.cfg["max_batch_subwords"],
-            )
-        )
-        return windows, batches
+        lengths = [w.length for w in windows]
+        for batch in pack_batches(lengths, self.cfg["batch_size"], self.cfg["max_batch_subwords"]):
+            members = [windows[i] for i in batch]
+            rows = [encodings[w.text_index].ids[w.start : w.end] for w in members]
+            yield members, hf.build_batch(rows, loaded.special, loaded.device)
 
     # ---------------------------------------------------------------- inference
 
@@ -449,24 +465,17 @@ class HFTokenTagger(TrainablePipe):
         encodings = self._encode(docs)
         n_labels = len(loaded.scheme.labels)
         piece_probs = [np.zeros((len(e.ids), n_labels), dtype=np.float32) for e in encodings]
-        windows, batches = self._window_plan(encodings)
         n_prefix = len(loaded.special.prefix)
         model = loaded.model
         model.eval()
         with torch.inference_mode():
-            for batch in batches:
-                rows = [
-                    encodings[windows[i].text_index].ids[windows[i].start : windows[i].end]
-                    for i in batch
-                ]
-                inputs = hf.build_batch(rows, loaded.special, loaded.device)
+            for members, inputs in self._batches(encodings):
                 logits = model(**inputs).logits
                 probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-                for row, i in enumerate(batch):
-                    w = windows[i]
-                    lo = n_prefix + w.keep_start - w.start
-                    hi = n_prefix + w.keep_end - w.start
-                    piece_probs[w.text_index][w.keep_start : w.keep_end] = probs[row, lo:hi]
+                for row, w in enumerate(members):
+                    piece_probs[w.text_index][w.keep_start : w.keep_end] = probs[
+                        row, w.kept_columns(n_prefix)
+                    ]
         method = self.cfg["aggregation"]
         results = []
         for enc, probs in zip(encodings, piece_probs):
@@ -569,12 +578,7 @@ class HFTokenTagger(TrainablePipe):
         """
         validate_examples(get_examples(), "HFTokenTagger.initialize")
         source = self.cfg["model"]
-        local_only = bool(source) and Path(str(source)).expanduser().is_dir()
-        tokenizer = hf.load_tokenizer(source, self.cfg["revision"], local_only)
-        model, problems = hf.load_model(
-            source, self.cfg["revision"], local_only, require_head=False
-        )
-        self.cfg["resolved_commit"] = hf.resolved_commit(model)
+        tokenizer, model, problems = self._load_source(require_head=False)
         _check_encoder_loaded(source, problems)
         has_head = not problems["missing_keys"] and not problems["mismatched_keys"]
         checkpoint_scheme: Optional[LabelScheme] = None
@@ -583,9 +587,10 @@ class HFTokenTagger(TrainablePipe):
                 checkpoint_scheme = read_label_scheme(model.config.id2label)
             except ValueError:
                 checkpoint_scheme = None
-        kind = self._training_kind(get_examples, checkpoint_scheme)
+        gold = _gold_labels(get_examples)
+        kind = self._training_kind(gold, checkpoint_scheme)
         if labels is None:
-            labels = self._labels_from_data(get_examples, kind)
+            labels = sorted(gold[kind])
         if not labels:
             if checkpoint_scheme is None:
                 raise ConfigError(
@@ -607,21 +612,17 @@ class HFTokenTagger(TrainablePipe):
         self._install(model, tokenizer)
 
     def _training_kind(
-        self, get_examples: Callable[[], Iterable[Example]], scheme: Optional[LabelScheme]
+        self, gold: Dict[str, set], scheme: Optional[LabelScheme]
     ) -> str:
+        """What to train: from `annotate`, else the gold data, else the checkpoint."""
         annotate = self.cfg["annotate"]
         if annotate:
             if "ents" in annotate or "spans" in annotate:
                 return "ents"
             return "pos" if "pos" in annotate else "tag"
-        for eg in get_examples():
-            ref = eg.reference
-            if ref.has_annotation("ENT_IOB") and len(ref.ents):
-                return "ents"
-            if ref.has_annotation("POS"):
-                return "pos"
-            if ref.has_annotation("TAG"):
-                return "tag"
+        for kind in ("ents", "pos", "tag"):
+            if gold[kind]:
+                return kind
         if scheme is not None:
             if scheme.is_entity:
                 return "ents"
@@ -630,20 +631,6 @@ class HFTokenTagger(TrainablePipe):
             "Cannot tell what to train: the examples have no entities, POS or tags. "
             "Set `annotate` (e.g. [\"ents\", \"spans\"] or [\"pos\"])."
         )
-
-    @staticmethod
-    def _labels_from_data(
-        get_examples: Callable[[], Iterable[Example]], kind: str
-    ) -> List[str]:
-        found = set()
-        for eg in get_examples():
-            ref = eg.reference
-            if kind == "ents":
-                found.update(ent.label_ for ent in ref.ents)
-            else:
-                attr = "pos_" if kind == "pos" else "tag_"
-                found.update(getattr(t, attr) for t in ref if getattr(t, attr))
-        return sorted(found)
 
     @staticmethod
     def _merge_labels(
@@ -736,22 +723,14 @@ class HFTokenTagger(TrainablePipe):
                     continuation=loaded.continuation,
                 )
             )
-        windows, batches = self._window_plan(encodings)
         n_prefix = len(loaded.special.prefix)
         out = []
-        for batch in batches:
-            rows = [
-                encodings[windows[i].text_index].ids[windows[i].start : windows[i].end]
-                for i in batch
-            ]
-            inputs = hf.build_batch(rows, loaded.special, loaded.device)
-            width = inputs["input_ids"].shape[1]
-            targets = np.full((len(batch), width), IGNORE_INDEX, dtype=np.int64)
-            for row, i in enumerate(batch):
-                w = windows[i]
-                lo = n_prefix + w.keep_start - w.start
-                hi = n_prefix + w.keep_end - w.start
-                targets[row, lo:hi] = piece_target_list[w.text_index][w.keep_start : w.keep_end]
+        for members, inputs in self._batches(encodings):
+            targets = np.full(inputs["input_ids"].shape, IGNORE_INDEX, dtype=np.int64)
+            for row, w in enumerate(members):
+                targets[row, w.kept_columns(n_prefix)] = piece_target_list[w.text_index][
+                    w.keep_start : w.keep_end
+                ]
             out.append((inputs, torch.from_numpy(targets).to(loaded.device)))
         return out
 
@@ -869,6 +848,17 @@ class HFTokenTagger(TrainablePipe):
                 target.write_bytes(data)
             self.from_disk(tmp)
         return self
+
+
+def _gold_labels(get_examples: Callable[[], Iterable[Example]]) -> Dict[str, set]:
+    """Entity types, POS tags and fine tags found in the gold data, in one pass."""
+    found: Dict[str, set] = {"ents": set(), "pos": set(), "tag": set()}
+    for eg in get_examples():
+        ref = eg.reference
+        found["ents"].update(ent.label_ for ent in ref.ents)
+        found["pos"].update(t.pos_ for t in ref if t.pos_)
+        found["tag"].update(t.tag_ for t in ref if t.tag_)
+    return found
 
 
 def _set_dropout(model: torch.nn.Module, drop: float) -> None:

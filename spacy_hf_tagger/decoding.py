@@ -11,7 +11,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from .labels import LabelScheme, decode_spans
+from .labels import LabelScheme, decode_spans, spans_to_iob
 from .writing import EntityPrediction
 
 
@@ -24,8 +24,7 @@ def _fill_gaps(scheme: LabelScheme, label_ids: np.ndarray, has_piece: np.ndarray
     if has_piece.all():
         return label_ids
     label_ids = label_ids.copy()
-    outside = scheme.outside_id if scheme.outside_id is not None else -1
-    inside_of = {t: i for i, (p, t) in enumerate(zip(scheme.prefixes, scheme.types)) if p == "I"}
+    prefixes, types = scheme.prefixes, scheme.types
     n = len(label_ids)
     i = 0
     while i < n:
@@ -35,22 +34,41 @@ def _fill_gaps(scheme: LabelScheme, label_ids: np.ndarray, has_piece: np.ndarray
         j = i
         while j < n and not has_piece[j]:
             j += 1
-        fill = outside
+        fill = scheme.outside_or_none
         if i > 0 and j < n:
-            before, after = label_ids[i - 1], label_ids[j]
-            type_ = scheme.types[before] if before >= 0 else ""
+            before, after = int(label_ids[i - 1]), int(label_ids[j])
             if (
                 before >= 0
                 and after >= 0
-                and scheme.prefixes[before] in ("B", "I")
-                and scheme.prefixes[after] in ("I", "E")
-                and scheme.types[after] == type_
-                and type_ in inside_of
+                and prefixes[before] in ("B", "I")
+                and prefixes[after] in ("I", "E")
+                and types[after] == types[before]
             ):
-                fill = inside_of[type_]
+                fill = scheme.label_index.get(("I", types[before]), fill)
         label_ids[i:j] = fill
         i = j
     return label_ids
+
+
+def _extend_entity(scheme: LabelScheme, label_ids: np.ndarray, head: int, i: int) -> Optional[str]:
+    """Make token `i` continue the entity that token `head` is in (or be O with it).
+
+    A BIOES end or single on `head` is opened up so the entity can run on.
+    Returns the entity type when token `i` now continues one, else None.
+    """
+    head_id = int(label_ids[head])
+    if head_id < 0 or scheme.prefixes[head_id] == "O":
+        label_ids[i] = scheme.outside_or_none
+        return None
+    type_ = scheme.types[head_id]
+    inside = scheme.label_index.get(("I", type_))
+    if inside is None:
+        return None
+    label_ids[i] = inside
+    opened = {"E": "I", "S": "B"}.get(scheme.prefixes[head_id])
+    if opened is not None and (opened, type_) in scheme.label_index:
+        label_ids[head] = scheme.label_index[(opened, type_)]
+    return type_
 
 
 def _tie_to_previous(scheme: LabelScheme, label_ids: np.ndarray, tied: np.ndarray) -> np.ndarray:
@@ -58,33 +76,19 @@ def _tie_to_previous(scheme: LabelScheme, label_ids: np.ndarray, tied: np.ndarra
 
     A tied token is covered only by a piece that began in the previous token,
     so the two share one prediction: O stays O, an entity of type X runs on
-    as I-X (a BIOES end or single on the previous token is opened up).
+    as I-X (or E-X in a BIOES model when the next token leaves the entity).
     """
     label_ids = label_ids.copy()
-    index = {(p, t): i for i, (p, t) in enumerate(zip(scheme.prefixes, scheme.types))}
-    outside = scheme.outside_id if scheme.outside_id is not None else -1
     for i in np.flatnonzero(tied).tolist():
         if i == 0:
             continue
-        before = int(label_ids[i - 1])
-        if before < 0 or scheme.prefixes[before] == "O":
-            label_ids[i] = outside
+        type_ = _extend_entity(scheme, label_ids, i - 1, i)
+        if type_ is None or scheme.kind != "bioes":
             continue
-        type_ = scheme.types[before]
-        inside = index.get(("I", type_))
-        if inside is None:
-            continue
-        label_ids[i] = inside
-        opened = {"E": ("I", type_), "S": ("B", type_)}.get(scheme.prefixes[before])
-        if opened is not None and opened in index:
-            label_ids[i - 1] = index[opened]
         if i + 1 < len(label_ids) and not tied[i + 1]:
             after = int(label_ids[i + 1])
-            # Close a BIOES entity on the tied token when the next one leaves it.
-            if scheme.kind == "bioes" and (
-                after < 0 or scheme.types[after] != type_ or scheme.prefixes[after] in "BSO"
-            ):
-                end = index.get(("E", type_))
+            if after < 0 or scheme.types[after] != type_ or scheme.prefixes[after] in "BSO":
+                end = scheme.label_index.get(("E", type_))
                 if end is not None:
                     label_ids[i] = end
     return label_ids
@@ -99,21 +103,9 @@ def _apply_words(
     """Give every token of a multi-token word its first token's entity, and keep
     glued punctuation from beginning an entity (see `words`)."""
     label_ids = label_ids.copy()
-    index = {(p, t): i for i, (p, t) in enumerate(zip(scheme.prefixes, scheme.types))}
-    outside = scheme.outside_id if scheme.outside_id is not None else -1
     prefixes, types = scheme.prefixes, scheme.types
     for i in np.flatnonzero(starts != np.arange(len(starts))).tolist():
-        head = int(label_ids[starts[i]])
-        if head < 0 or prefixes[head] == "O":
-            label_ids[i] = outside
-            continue
-        inside = index.get(("I", types[head]))
-        if inside is None:
-            continue
-        opened = {"E": "I", "S": "B"}.get(prefixes[head])
-        if opened is not None and (opened, types[head]) in index:
-            label_ids[starts[i]] = index[(opened, types[head])]
-        label_ids[i] = inside
+        _extend_entity(scheme, label_ids, int(starts[i]), i)
     for i in np.flatnonzero(glued_punct).tolist():
         if starts[i] != i:
             continue
@@ -128,7 +120,7 @@ def _apply_words(
             and types[before] == types[current]
         )
         if not continues:
-            label_ids[i] = outside
+            label_ids[i] = scheme.outside_or_none
     return label_ids
 
 
@@ -153,20 +145,19 @@ def predict_entities(
     n_tokens = len(token_probs)
     if n_tokens == 0:
         return EntityPrediction([], [], []), 0
-    label_ids = token_probs.argmax(axis=1) if token_probs.shape[1] else np.zeros(0, int)
-    scores = token_probs[np.arange(n_tokens), label_ids]
-    outside = scheme.outside_id
-    label_ids = np.where(has_piece, label_ids, outside if outside is not None else -1)
+    rows = np.arange(n_tokens)
+    label_ids = np.where(has_piece, token_probs.argmax(axis=1), scheme.outside_or_none)
     # Tie first: gaps are filled from the labels the tied tokens end up with.
     if tied is not None and tied.any():
         label_ids = _tie_to_previous(scheme, label_ids, tied)
-        scores = token_probs[np.arange(n_tokens), np.maximum(label_ids, 0)]
     if word_starts is not None and glued_punct is not None:
         label_ids = _apply_words(scheme, label_ids, word_starts, glued_punct)
-        scores = token_probs[np.arange(n_tokens), np.maximum(label_ids, 0)]
     label_ids = _fill_gaps(scheme, label_ids, has_piece)
-    # Piece-less tokens have no score of their own: span scores skip them.
-    scores = np.where(has_piece, scores.astype(np.float64), np.nan)
+    # Each token's score is the probability of the label it ends up with;
+    # piece-less tokens have none, and span scores skip them.
+    scores = np.where(
+        has_piece, token_probs[rows, np.maximum(label_ids, 0)].astype(np.float64), np.nan
+    )
     decoded = decode_spans(scheme, label_ids, scores)
 
     spans: List[Tuple[int, int, str, float]] = []
@@ -180,24 +171,15 @@ def predict_entities(
             continue
         spans.append((span.start, span.end, name, span.score))
 
-    token_labels = ["O"] * n_tokens
     in_span = np.zeros(n_tokens, dtype=bool)
-    for start, end, name, _ in spans:
-        token_labels[start] = f"B-{name}"
-        for k in range(start + 1, end):
-            token_labels[k] = f"I-{name}"
+    for start, end, _, _ in spans:
         in_span[start:end] = True
-    out_probs = (
-        token_probs[:, outside] if outside is not None else np.zeros(n_tokens, dtype=np.float32)
-    )
-    token_scores: List[Optional[float]] = []
-    for k in range(n_tokens):
-        if not has_piece[k]:
-            token_scores.append(None)
-        elif in_span[k]:
-            token_scores.append(float(scores[k]))
-        else:
-            token_scores.append(float(out_probs[k]))
+    outside = scheme.outside_id
+    out_probs = token_probs[:, outside] if outside is not None else np.zeros(n_tokens)
+    token_scores: List[Optional[float]] = np.where(in_span, scores, out_probs).tolist()
+    for k in np.flatnonzero(~has_piece).tolist():
+        token_scores[k] = None
+    token_labels = spans_to_iob(n_tokens, [(s, e, name) for s, e, name, _ in spans])
     return EntityPrediction(spans, token_labels, token_scores), below
 
 

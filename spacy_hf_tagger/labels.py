@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -56,12 +57,22 @@ class LabelScheme:
     def is_entity(self) -> bool:
         return self.kind != "tags"
 
-    @property
+    @cached_property
     def outside_id(self) -> Optional[int]:
-        for i, prefix in enumerate(self.prefixes):
-            if prefix == "O":
-                return i
-        return None
+        return self.label_index.get(("O", ""))
+
+    @cached_property
+    def outside_or_none(self) -> int:
+        """`outside_id`, or -1 (read as "outside" by decoding) when there is no O."""
+        return self.outside_id if self.outside_id is not None else -1
+
+    @cached_property
+    def label_index(self) -> Dict[Tuple[str, str], int]:
+        """Label id of each (prefix, type) pair."""
+        index: Dict[Tuple[str, str], int] = {}
+        for i, key in enumerate(zip(self.prefixes, self.types)):
+            index.setdefault(key, i)
+        return index
 
     def begin_to_inside(self) -> np.ndarray:
         """For each label id, the id of the label that continues it.
@@ -70,7 +81,7 @@ class LabelScheme:
         a later token; its B-/S- mass moves to the matching I-/E- label. Labels
         that have no continuation map to themselves.
         """
-        index = {(p, t): i for i, (p, t) in enumerate(zip(self.prefixes, self.types))}
+        index = self.label_index
         mapping = np.arange(len(self.labels))
         for i, (prefix, type_) in enumerate(zip(self.prefixes, self.types)):
             target = {"B": "I", "S": "E"}.get(prefix)

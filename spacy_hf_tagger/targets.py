@@ -10,7 +10,7 @@ they already carry that token's label.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -29,9 +29,7 @@ def biluo_to_scheme_ids(
     BIOES models and as IOB2 for IOB models. Returns the ids and the entity
     types the scheme has no label for (they are ignored too).
     """
-    index: Dict[Tuple[str, str], int] = {
-        (p, t): i for i, (p, t) in enumerate(zip(scheme.prefixes, scheme.types))
-    }
+    index = scheme.label_index
     outside = scheme.outside_id
     unknown: List[str] = []
     ids = np.full(len(tags), IGNORE_INDEX, dtype=np.int64)
@@ -95,17 +93,13 @@ def piece_targets(
     # Pairs are sorted by (token, continues, piece): the first starting pair of
     # each token is its head piece.
     head = np.r_[True, tokens[1:] != tokens[:-1]]
-    if label_all_pieces:
-        labels = token_label_ids[tokens]
-        if continuation is not None:
-            later = ~head & (labels != IGNORE_INDEX)
-            labels = labels.copy()
-            labels[later] = continuation[labels[later]]
-        # A piece that starts in one token but covers several keeps the label
-        # of the token it starts in (its first).
-        targets[pieces[::-1]] = labels[::-1]
-        # Head pieces always carry their token's own label.
-        targets[pieces[head]] = token_label_ids[tokens[head]]
-    else:
-        targets[pieces[head]] = token_label_ids[tokens[head]]
+    # Each piece starts in exactly one token, so it appears once here.
+    labels = token_label_ids[tokens]
+    if not label_all_pieces:
+        targets[pieces[head]] = labels[head]
+        return targets
+    if continuation is not None:
+        later = ~head & (labels != IGNORE_INDEX)
+        labels[later] = continuation[labels[later]]
+    targets[pieces] = labels
     return targets

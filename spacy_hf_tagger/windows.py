@@ -61,6 +61,11 @@ class Window:
     def length(self) -> int:
         return self.end - self.start
 
+    def kept_columns(self, n_prefix: int) -> slice:
+        """Columns of the model's output row that hold the kept pieces, after
+        `n_prefix` special tokens."""
+        return slice(n_prefix + self.keep_start - self.start, n_prefix + self.keep_end - self.start)
+
 
 def make_windows(
     piece_counts: Sequence[int], content_length: int, stride: int

@@ -95,6 +95,9 @@ def test_update_reduces_loss(family, tiny_models):
     nlp = make_nlp(tiny_models(family))  # untrained
     examples = ner_examples(nlp, limit=8)
     nlp.initialize(lambda: examples)
+    comp = nlp.get_pipe("hf_token_tagger")
+    probe = nlp.make_doc(training_sentences()[0][0])
+    before = comp.predict([probe])[0][0]
     optimizer = Adam(1e-3)
     history = []
     for _ in range(20):
@@ -103,9 +106,9 @@ def test_update_reduces_loss(family, tiny_models):
         history.append(losses["hf_token_tagger"])
     assert all(math.isfinite(x) and x > 0 for x in history), history
     assert history[-1] < 0.5 * history[0], history
-    # The component reads back what it learned: the update changed the weights in use.
-    doc = nlp(training_sentences()[0][0])
-    assert all(t._.hf_bio is not None for t in doc)
+    # Inference reads the updated weights: the same doc gets other probabilities.
+    after = comp.predict([probe])[0][0]
+    assert not np.allclose(before, after, atol=1e-3)
 
 
 def test_update_without_optimizer_accumulates_gradients(tiny_models):
