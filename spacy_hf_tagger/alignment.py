@@ -35,19 +35,25 @@ def whitespace_mask(text: str) -> np.ndarray:
     return _SPACE_TABLE[np.minimum(codepoints, _SPACE_LIMIT)]
 
 
-def trim_offsets(offsets: np.ndarray, is_space: np.ndarray) -> np.ndarray:
+def trim_offsets(
+    offsets: np.ndarray, is_space: np.ndarray, bounds: Optional[np.ndarray] = None
+) -> np.ndarray:
     """Shrink each (start, end) char span to exclude leading/trailing whitespace.
 
-    Spans that hold only whitespace, or are empty (special tokens), come back
-    as (start, start): they cover nothing.
+    Spans are first clipped to `bounds` (per-span (low, high) char limits,
+    default the whole text). Spans that hold only whitespace, or are empty
+    (special tokens), come back as (start, start): they cover nothing.
     """
     offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
     n_chars = len(is_space)
     if len(offsets) == 0:
         return offsets.copy()
-    clipped_starts = np.clip(offsets[:, 0], 0, n_chars)
-    starts = clipped_starts
-    ends = np.clip(offsets[:, 1], 0, n_chars)
+    if bounds is None:
+        low, high = 0, n_chars
+    else:
+        low, high = bounds[:, 0], bounds[:, 1]
+    starts = np.minimum(np.maximum(offsets[:, 0], low), high)
+    ends = np.minimum(np.maximum(offsets[:, 1], low), high)
     if n_chars == 0:
         return np.stack([starts, starts], axis=1)
     nonempty = ends > starts
@@ -55,20 +61,22 @@ def trim_offsets(offsets: np.ndarray, is_space: np.ndarray) -> np.ndarray:
     # (leading "▁"/"Ġ" spaces, whitespace-only pieces) need work.
     lead = nonempty & is_space[np.minimum(starts, n_chars - 1)]
     trail = nonempty & is_space[np.maximum(ends - 1, 0)]
-    if lead.any() or trail.any():
-        starts = starts.copy()
-        ends = ends.copy()
-        for i in np.flatnonzero(lead | trail).tolist():
-            s, e = int(starts[i]), int(ends[i])
-            while s < e and is_space[s]:
-                s += 1
-            while e > s and is_space[e - 1]:
-                e -= 1
-            starts[i], ends[i] = s, e
-    empty = ends <= starts
-    starts = np.where(empty, clipped_starts, starts)
-    ends = np.where(empty, clipped_starts, ends)
-    return np.stack([starts, ends], axis=1)
+    if not (lead.any() or trail.any()):
+        empty = ~nonempty
+        return np.stack([starts, np.where(empty, starts, ends)], axis=1)
+    positions = np.arange(n_chars + 1)
+    # next_solid[c]: first non-space position >= c; solid_end[e]: the largest
+    # e' <= e with a non-space character just before it (0 if none).
+    next_solid = np.minimum.accumulate(
+        np.where(np.r_[~is_space, True], positions, n_chars)[::-1]
+    )[::-1]
+    solid_end = np.maximum.accumulate(np.where(np.r_[False, ~is_space], positions, 0))
+    new_starts = np.minimum(next_solid[starts], ends)
+    new_ends = np.maximum(solid_end[ends], new_starts)
+    empty = new_ends <= new_starts
+    new_starts = np.where(empty, starts, new_starts)
+    new_ends = np.where(empty, starts, new_ends)
+    return np.stack([new_starts, new_ends], axis=1)
 
 
 def piece_token_ranges(
@@ -186,3 +194,4 @@ def token_spans(token_idx: np.ndarray, token_lengths: np.ndarray) -> np.ndarray:
     """(start, end) char spans of tokens from spaCy's IDX and LENGTH arrays."""
     starts = np.asarray(token_idx, dtype=np.int64)
     return np.stack([starts, starts + np.asarray(token_lengths, dtype=np.int64)], axis=1)
+

@@ -15,27 +15,35 @@ from .labels import LabelScheme, decode_spans, spans_to_iob
 from .writing import EntityPrediction
 
 
-def _fill_gaps(scheme: LabelScheme, label_ids: np.ndarray, has_piece: np.ndarray) -> np.ndarray:
+def _fill_gaps(
+    scheme: LabelScheme,
+    label_ids: np.ndarray,
+    has_piece: np.ndarray,
+    doc_starts: Optional[np.ndarray] = None,
+) -> np.ndarray:
     """Let entities run across tokens that no piece covers (e.g. extra spaces).
 
     A run of piece-less tokens between a token of entity type X and a token
-    that continues X (I-X / E-X) becomes I-X; every other piece-less token is O.
+    that continues X (I-X / E-X) in the same doc becomes I-X; every other
+    piece-less token is O.
     """
     if has_piece.all():
         return label_ids
     label_ids = label_ids.copy()
     prefixes, types = scheme.prefixes, scheme.types
     n = len(label_ids)
-    i = 0
-    while i < n:
-        if has_piece[i]:
-            i += 1
-            continue
-        j = i
-        while j < n and not has_piece[j]:
+    first = np.zeros(n, dtype=bool) if doc_starts is None else doc_starts
+    first_list = first.tolist()
+    gaps = np.flatnonzero(~has_piece).tolist()
+    k = 0
+    while k < len(gaps):
+        i = j = gaps[k]
+        # A run ends at a token with a piece or at the start of another doc.
+        while k < len(gaps) and gaps[k] == j and (j == i or not first_list[j]):
             j += 1
+            k += 1
         fill = scheme.outside_or_none
-        if i > 0 and j < n:
+        if i > 0 and not first_list[i] and j < n and not first_list[j]:
             before, after = int(label_ids[i - 1]), int(label_ids[j])
             if (
                 before >= 0
@@ -46,7 +54,6 @@ def _fill_gaps(scheme: LabelScheme, label_ids: np.ndarray, has_piece: np.ndarray
             ):
                 fill = scheme.label_index.get(("I", types[before]), fill)
         label_ids[i:j] = fill
-        i = j
     return label_ids
 
 
@@ -71,7 +78,12 @@ def _extend_entity(scheme: LabelScheme, label_ids: np.ndarray, head: int, i: int
     return type_
 
 
-def _tie_to_previous(scheme: LabelScheme, label_ids: np.ndarray, tied: np.ndarray) -> np.ndarray:
+def _tie_to_previous(
+    scheme: LabelScheme,
+    label_ids: np.ndarray,
+    tied: np.ndarray,
+    doc_starts: Optional[np.ndarray] = None,
+) -> np.ndarray:
     """Make each tied token continue whatever the token before it is.
 
     A tied token is covered only by a piece that began in the previous token,
@@ -79,13 +91,15 @@ def _tie_to_previous(scheme: LabelScheme, label_ids: np.ndarray, tied: np.ndarra
     as I-X (or E-X in a BIOES model when the next token leaves the entity).
     """
     label_ids = label_ids.copy()
+    n = len(label_ids)
     for i in np.flatnonzero(tied).tolist():
-        if i == 0:
+        if i == 0 or (doc_starts is not None and doc_starts[i]):
             continue
         type_ = _extend_entity(scheme, label_ids, i - 1, i)
         if type_ is None or scheme.kind != "bioes":
             continue
-        if i + 1 < len(label_ids) and not tied[i + 1]:
+        last_of_doc = i + 1 >= n or (doc_starts is not None and doc_starts[i + 1])
+        if not last_of_doc and not tied[i + 1]:
             after = int(label_ids[i + 1])
             if after < 0 or scheme.types[after] != type_ or scheme.prefixes[after] in "BSO":
                 end = scheme.label_index.get(("E", type_))
@@ -134,13 +148,16 @@ def predict_entities(
     tied: Optional[np.ndarray] = None,
     word_starts: Optional[np.ndarray] = None,
     glued_punct: Optional[np.ndarray] = None,
+    doc_starts: Optional[np.ndarray] = None,
 ) -> Tuple[EntityPrediction, int]:
-    """Decode one doc's token probabilities into entity spans and IOB2 labels.
+    """Decode token probabilities into entity spans and IOB2 labels.
 
     `type_names` maps each model type to its output label, or None to drop
     it; `tied` marks tokens that must share the previous token's entity (see
-    `_tie_to_previous`). Returns the prediction and how many spans the
-    threshold removed.
+    `_tie_to_previous`). The tokens may be those of several docs, one after
+    the other, with `doc_starts` marking the first token of each: nothing
+    carries over from one doc to the next (see `split_by_doc`). Returns the
+    prediction and how many spans the threshold removed.
     """
     n_tokens = len(token_probs)
     if n_tokens == 0:
@@ -149,16 +166,16 @@ def predict_entities(
     label_ids = np.where(has_piece, token_probs.argmax(axis=1), scheme.outside_or_none)
     # Tie first: gaps are filled from the labels the tied tokens end up with.
     if tied is not None and tied.any():
-        label_ids = _tie_to_previous(scheme, label_ids, tied)
+        label_ids = _tie_to_previous(scheme, label_ids, tied, doc_starts)
     if word_starts is not None and glued_punct is not None:
         label_ids = _apply_words(scheme, label_ids, word_starts, glued_punct)
-    label_ids = _fill_gaps(scheme, label_ids, has_piece)
+    label_ids = _fill_gaps(scheme, label_ids, has_piece, doc_starts)
     # Each token's score is the probability of the label it ends up with;
     # piece-less tokens have none, and span scores skip them.
     scores = np.where(
         has_piece, token_probs[rows, np.maximum(label_ids, 0)].astype(np.float64), np.nan
     )
-    decoded = decode_spans(scheme, label_ids, scores)
+    decoded = decode_spans(scheme, label_ids, scores, doc_starts)
 
     spans: List[Tuple[int, int, str, float]] = []
     below = 0
@@ -181,6 +198,23 @@ def predict_entities(
         token_scores[k] = None
     token_labels = spans_to_iob(n_tokens, [(s, e, name) for s, e, name, _ in spans])
     return EntityPrediction(spans, token_labels, token_scores), below
+
+
+def split_by_doc(prediction: EntityPrediction, token_bounds: np.ndarray) -> List[EntityPrediction]:
+    """Cut a prediction over several docs' tokens into one per doc, with spans
+    renumbered from each doc's first token (`token_bounds[i]`)."""
+    bounds = [int(b) for b in token_bounds]
+    per_doc = [
+        EntityPrediction([], prediction.token_labels[lo:hi], prediction.token_scores[lo:hi])
+        for lo, hi in zip(bounds[:-1], bounds[1:])
+    ]
+    doc = 0
+    for start, end, label, score in prediction.spans:
+        while start >= bounds[doc + 1]:
+            doc += 1
+        base = bounds[doc]
+        per_doc[doc].spans.append((start - base, end - base, label, score))
+    return per_doc
 
 
 def predict_tags(

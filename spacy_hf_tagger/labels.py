@@ -159,7 +159,10 @@ class DecodedSpan:
 
 
 def decode_spans(
-    scheme: LabelScheme, label_ids: np.ndarray, scores: np.ndarray
+    scheme: LabelScheme,
+    label_ids: np.ndarray,
+    scores: np.ndarray,
+    breaks: Optional[np.ndarray] = None,
 ) -> List[DecodedSpan]:
     """Turn per-token label ids into entity spans, repairing invalid sequences.
 
@@ -168,6 +171,8 @@ def decode_spans(
     new entity; E-/S- close the entity they belong to. IOB1 and IOB2 decode
     identically under this rule. The span score is the mean of its tokens'
     label probabilities (NaN scores, for tokens no piece covers, are skipped).
+    No span runs across a token marked in `breaks` (the first token of each
+    doc, when several docs are decoded at once).
     """
     if not scheme.is_entity:
         raise ValueError("decode_spans needs an entity label scheme, not a tag set")
@@ -176,23 +181,27 @@ def decode_spans(
     open_start = 0
     prefixes = scheme.prefixes
     types = scheme.types
+    score_list = np.asarray(scores, dtype=np.float64).tolist()
+    break_list = breaks.tolist() if breaks is not None else None
 
     def close(end: int) -> None:
         if open_type:
-            # NaN marks tokens without a prediction of their own (whitespace).
-            values = scores[open_start:end]
-            values = values[~np.isnan(values)]
-            score = float(np.mean(values)) if len(values) else 0.0
+            # NaN (x != x) marks tokens without a prediction of their own.
+            values = [v for v in score_list[open_start:end] if v == v]
+            score = sum(values) / len(values) if values else 0.0
             spans.append(DecodedSpan(open_start, end, open_type, score))
 
     for i, label_id in enumerate(label_ids.tolist()):
+        if break_list is not None and break_list[i] and open_type:
+            close(i)
+            open_type = ""
         # Negative ids mark tokens outside any entity (schemes without an O label).
         prefix = prefixes[label_id] if label_id >= 0 else "O"
-        type_ = types[label_id] if label_id >= 0 else ""
         if prefix == "O":
             close(i)
             open_type = ""
             continue
+        type_ = types[label_id]
         continues = prefix in ("I", "E") and open_type == type_
         if not continues:
             close(i)

@@ -11,7 +11,7 @@ padding stays small.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, List, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -79,7 +79,10 @@ def make_windows(
 
 
 def pack_batches(
-    lengths: Sequence[int], batch_size: int, max_batch_pieces: int
+    lengths: Sequence[int],
+    batch_size: int,
+    max_batch_pieces: int,
+    batch_overhead: Optional[int] = None,
 ) -> Iterator[List[int]]:
     """Group window indices into batches, longest first, by length.
 
@@ -87,10 +90,22 @@ def pack_batches(
     padded positions (rows × longest row), but always at least one window.
     Sorting by length keeps padding small; the order is stable, so equal
     inputs give equal batches.
+
+    Without `batch_overhead`, consecutive windows fill each batch in turn
+    (right for inference over many texts, where neighbours in the sorted
+    order have nearly equal lengths). With it, the sorted windows are split
+    where that minimises padded positions plus `batch_overhead` per batch:
+    a training batch of 32 random sentences padded to its longest one wastes
+    over half its positions, and splitting it halves the time of a step on CPU.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    if batch_overhead is not None:
+        yield from _split_least_padding(
+            order, lengths, batch_size, max_batch_pieces, batch_overhead
+        )
+        return
     batch: List[int] = []
     longest = 0
     for index in order:
@@ -104,3 +119,40 @@ def pack_batches(
         longest = max(longest, length)
     if batch:
         yield batch
+
+
+def _split_least_padding(
+    order: List[int],
+    lengths: Sequence[int],
+    batch_size: int,
+    max_batch_pieces: int,
+    batch_overhead: int,
+) -> Iterator[List[int]]:
+    """Cut the longest-first `order` into contiguous batches of least total cost.
+
+    Dynamic programme over cut points: cost[j] is the cheapest way to batch the
+    first j windows, each batch costing rows × its first (longest) length plus
+    `batch_overhead`.
+    """
+    sizes = [max(lengths[i], 1) for i in order]
+    n = len(sizes)
+    cost = [0] * (n + 1)
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        # A batch of the single window j-1 is always allowed.
+        cost[j] = cost[j - 1] + sizes[j - 1] + batch_overhead
+        cut[j] = j - 1
+        for i in range(j - 2, max(j - batch_size, 0) - 1, -1):
+            rows = j - i
+            if rows * sizes[i] > max_batch_pieces:
+                break
+            value = cost[i] + rows * sizes[i] + batch_overhead
+            if value < cost[j]:
+                cost[j], cut[j] = value, i
+    bounds = []
+    j = n
+    while j > 0:
+        bounds.append((cut[j], j))
+        j = cut[j]
+    for i, j in reversed(bounds):
+        yield order[i:j]

@@ -17,45 +17,114 @@ Pure functions over token texts and trailing-space flags.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from .alignment import whitespace_mask
+
 INFIX_CONNECTORS = frozenset({"-", "–", "—", "/", "‐", "‑"})
+_CONNECTOR_CODES = np.array(sorted(ord(c) for c in INFIX_CONNECTORS), dtype=np.uint32)
+_BMP = 0x10000
+_ALNUM_TABLE: Optional[np.ndarray] = None
+
+
+def alnum_mask(text: str) -> np.ndarray:
+    """Boolean array, one entry per character of `text`: is it alphanumeric
+    (`str.isalnum`)."""
+    global _ALNUM_TABLE
+    if not text:
+        return np.zeros(0, dtype=bool)
+    if _ALNUM_TABLE is None:
+        _ALNUM_TABLE = np.array([chr(c).isalnum() for c in range(_BMP)], dtype=bool)
+    codepoints = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    mask = _ALNUM_TABLE[np.minimum(codepoints, _BMP - 1)]
+    astral = np.flatnonzero(codepoints >= _BMP)
+    for k in astral.tolist():
+        mask[k] = chr(int(codepoints[k])).isalnum()
+    return mask
+
+
+def word_groups(
+    text: str,
+    token_starts: np.ndarray,
+    token_ends: np.ndarray,
+    spaces: np.ndarray,
+    doc_starts: np.ndarray,
+    is_space: Optional[np.ndarray] = None,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Word starts and glued punctuation for the tokens of one or more docs.
+
+    Tokens are char spans of `text` (docs joined in order); `spaces[i]` is
+    True when token i is followed by whitespace and `doc_starts[i]` when it
+    begins a doc, so no word or glue crosses from one doc into the next.
+    Returns, per token, the index of the first token of its word (a word joins
+    `a`, connector, `b` when the connector is glued to both and `a` ends, `b`
+    starts, with a letter or digit), and whether it is punctuation glued to
+    the token before it.
+    """
+    n = len(token_starts)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+    starts = np.asarray(token_starts, dtype=np.int64)
+    ends = np.asarray(token_ends, dtype=np.int64)
+    spaces = np.asarray(spaces, dtype=bool)
+    doc_starts = np.asarray(doc_starts, dtype=bool)
+    alnum = alnum_mask(text)
+    if is_space is None:
+        is_space = whitespace_mask(text)
+    nonempty = ends > starts
+    n_chars = len(text)
+    first = np.minimum(starts, max(n_chars - 1, 0))
+    last = np.maximum(ends - 1, 0)
+    if n_chars:
+        first_alnum = nonempty & alnum[first]
+        last_alnum = nonempty & alnum[last]
+        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        connector = (ends - starts == 1) & np.isin(codes[first], _CONNECTOR_CODES)
+        solid = np.r_[0, np.cumsum(alnum | is_space)]
+        punct_only = nonempty & (solid[ends] == solid[starts])
+    else:
+        first_alnum = last_alnum = connector = punct_only = np.zeros(n, dtype=bool)
+    # Connector i joins i-1 and i+1 when glued to both, all in one doc.
+    joins = np.zeros(n, dtype=bool)
+    if n >= 3:
+        middle = slice(1, n - 1)
+        joins[middle] = (
+            connector[middle]
+            & ~spaces[:-2]
+            & ~spaces[middle]
+            & last_alnum[:-2]
+            & first_alnum[2:]
+            & ~doc_starts[middle]
+            & ~doc_starts[2:]
+        )
+    attached = joins.copy()
+    attached[1:] |= joins[:-1]
+    word_start = np.maximum.accumulate(np.where(attached, 0, np.arange(n)))
+    glued = np.zeros(n, dtype=bool)
+    glued[1:] = punct_only[1:] & ~spaces[:-1] & ~doc_starts[1:]
+    return word_start, glued
+
+
+def _single_doc(texts: Sequence[str], spaces: Sequence[bool]) -> Tuple[np.ndarray, np.ndarray]:
+    lengths = np.array([len(t) for t in texts], dtype=np.int64)
+    ends = np.cumsum(lengths)
+    doc_starts = np.zeros(len(texts), dtype=bool)
+    doc_starts[:1] = True
+    return word_groups(
+        "".join(texts), ends - lengths, ends, np.asarray(spaces, dtype=bool), doc_starts
+    )
 
 
 def word_starts(texts: Sequence[str], spaces: Sequence[bool]) -> np.ndarray:
-    """For each token, the index of the first token of the word it belongs to.
+    """For each token of one doc, the index of the first token of its word.
 
-    `spaces[i]` is True when token i is followed by whitespace. A word joins
-    `a`, connector, `b` when the connector is glued to both and `a` ends, `b`
-    starts, with a letter or digit.
+    `spaces[i]` is True when token i is followed by whitespace (see `word_groups`).
     """
-    n = len(texts)
-    start = np.arange(n)
-    i = 1
-    while i + 1 < n:
-        left, connector, right = texts[i - 1], texts[i], texts[i + 1]
-        if (
-            connector in INFIX_CONNECTORS
-            and not spaces[i - 1]
-            and not spaces[i]
-            and left[-1:].isalnum()
-            and right[:1].isalnum()
-        ):
-            start[i] = start[i - 1]
-            start[i + 1] = start[i - 1]
-            i += 2
-        else:
-            i += 1
-    return start
+    return _single_doc(texts, spaces)[0]
 
 
 def glued_punctuation(texts: Sequence[str], spaces: Sequence[bool]) -> np.ndarray:
-    """Tokens made only of punctuation and glued to the token before them."""
-    out = np.zeros(len(texts), dtype=bool)
-    for i in range(1, len(texts)):
-        text = texts[i]
-        if not spaces[i - 1] and text and not any(c.isalnum() or c.isspace() for c in text):
-            out[i] = True
-    return out
+    """Tokens of one doc made only of punctuation and glued to the token before them."""
+    return _single_doc(texts, spaces)[1]

@@ -51,12 +51,14 @@ def write_entities(
     set_ents: bool,
     spans_key: Optional[str],
     overwrite_ents: bool,
+    token_idx: Optional[np.ndarray] = None,
 ) -> WriteReport:
     """Write one doc's entity predictions.
 
     With `overwrite_ents=False` an existing entity wins every conflict and the
     losing prediction is reported; with True the prediction wins and the
-    existing entities it overlaps are removed.
+    existing entities it overlaps are removed. `token_idx` (the tokens'
+    char offsets, `doc.to_array("IDX")`) may be passed when already at hand.
     """
     report = WriteReport()
     spans = [Span(doc, s, e, label=label) for s, e, label, _ in prediction.spans]
@@ -90,7 +92,7 @@ def write_entities(
         group = SpanGroup(doc, name=spans_key, spans=spans)
         group.attrs["scores"] = [float(s) for s in scores]
         doc.spans[spans_key] = group
-    write_token_outputs(doc, prediction.token_labels, prediction.token_scores)
+    write_token_outputs(doc, prediction.token_labels, prediction.token_scores, token_idx)
     return report
 
 
@@ -112,17 +114,20 @@ _DIRECT_KEYS: Optional[bool] = None
 
 
 def write_token_outputs(
-    doc: Doc, labels: Sequence[Optional[str]], scores: Sequence[Optional[float]]
+    doc: Doc,
+    labels: Sequence[Optional[str]],
+    scores: Sequence[Optional[float]],
+    token_idx: Optional[np.ndarray] = None,
 ) -> None:
     """Set token._.hf_bio and token._.hf_score on every token."""
     global _DIRECT_KEYS
     if _DIRECT_KEYS is None:
         _DIRECT_KEYS = _token_key_matches()
     if _DIRECT_KEYS:
+        offsets = (doc.to_array("IDX") if token_idx is None else token_idx).tolist()
         user_data = doc.user_data
-        for idx, label, score in zip(doc.to_array("IDX").tolist(), labels, scores):
-            user_data[("._.", BIO_ATTR, idx, None)] = label
-            user_data[("._.", SCORE_ATTR, idx, None)] = score
+        user_data.update(zip([("._.", BIO_ATTR, i, None) for i in offsets], labels))
+        user_data.update(zip([("._.", SCORE_ATTR, i, None) for i in offsets], scores))
         return
     for token, label, score in zip(doc, labels, scores):
         token._.set(BIO_ATTR, label)
@@ -135,6 +140,7 @@ def write_tags(
     scores: Sequence[Optional[float]],
     *,
     attrs: Sequence[str],
+    token_idx: Optional[np.ndarray] = None,
 ) -> None:
     """Write tags to token.tag_ and/or token.pos_; None leaves a token as it was."""
     for token, tag in zip(doc, tags):
@@ -142,4 +148,4 @@ def write_tags(
             continue
         for attr in attrs:
             setattr(token, f"{attr}_", tag)
-    write_token_outputs(doc, tags, scores)
+    write_token_outputs(doc, tags, scores, token_idx)

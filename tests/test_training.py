@@ -168,8 +168,9 @@ def test_gold_to_subword_targets(family, tiny_models):
     assert [t.text for t in doc] == TARGET_TOKENS
     example = Example.from_dict(doc, {"entities": TARGET_ENTS})
 
-    enc = comp._encode([doc])[0]
-    assert comp.tokenizer.convert_ids_to_tokens(enc.ids.tolist()) == pieces
+    enc = comp._encode([doc])
+    (ids,) = enc.piece_ids
+    assert comp.tokenizer.convert_ids_to_tokens(ids.tolist()) == pieces
     # The whitespace token gets no piece.
     assert 4 not in enc.alignment.token.tolist()
     assert enc.alignment.tokens_with_pieces().tolist() == [True] * 4 + [False] + [True] * 3
@@ -178,12 +179,12 @@ def test_gold_to_subword_targets(family, tiny_models):
     assert unknown == []
     assert token_ids.tolist() == TARGET_TOKEN_IDS
 
-    targets = piece_targets(token_ids, enc.alignment, len(enc.ids))
+    targets = piece_targets(token_ids, enc.alignment, len(ids))
     np.testing.assert_array_equal(targets, np.array(first_only, dtype=np.int64))
     targets = piece_targets(
         token_ids,
         enc.alignment,
-        len(enc.ids),
+        len(ids),
         label_all_pieces=True,
         continuation=comp._loaded.continuation,
     )

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import spacy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spacy_hf_tagger.decoding import predict_entities
 from spacy_hf_tagger.labels import read_label_scheme
-from spacy_hf_tagger.words import glued_punctuation, word_starts
+from spacy_hf_tagger.words import (
+    INFIX_CONNECTORS,
+    alnum_mask,
+    glued_punctuation,
+    word_groups,
+    word_starts,
+)
 
 NLP = spacy.blank("en")
 SCHEME = read_label_scheme({0: "O", 1: "B-PER", 2: "I-PER", 3: "B-MISC", 4: "I-MISC"})
@@ -70,3 +78,82 @@ def test_glued_punctuation_cannot_begin_an_entity() -> None:
     assert _decode("1. Jesper Ronnback", [0, 1, 2, 2]) == [("Jesper Ronnback", "PER")]
     # but it may continue one ("Corp." style abbreviations split by spaCy)
     assert _decode("Smith .", [1, 2]) == [("Smith .", "PER")]
+
+
+# --- the vectorised grouping agrees with the rule written as a loop ----------
+
+
+def _reference_word_starts(texts, spaces):
+    n = len(texts)
+    start = list(range(n))
+    i = 1
+    while i + 1 < n:
+        left, connector, right = texts[i - 1], texts[i], texts[i + 1]
+        if (
+            connector in INFIX_CONNECTORS
+            and not spaces[i - 1]
+            and not spaces[i]
+            and left[-1:].isalnum()
+            and right[:1].isalnum()
+        ):
+            start[i] = start[i - 1]
+            start[i + 1] = start[i - 1]
+            i += 2
+        else:
+            i += 1
+    return start
+
+
+def _reference_glued(texts, spaces):
+    return [
+        i > 0
+        and not spaces[i - 1]
+        and bool(text)
+        and not any(c.isalnum() or c.isspace() for c in text)
+        for i, text in enumerate(texts)
+    ]
+
+
+_token_text = st.one_of(
+    st.sampled_from(
+        ["-", "/", "–", ".", ",", "a", "1", "AB", "x-y", "é", "𝔘", "😀", " ", "..", "'s"]
+    ),
+    st.text(max_size=3),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_token_text, st.booleans()), max_size=12))
+def test_grouping_matches_reference(tokens):
+    texts = [t for t, _ in tokens]
+    spaces = [s for _, s in tokens]
+    assert word_starts(texts, spaces).tolist() == _reference_word_starts(texts, spaces)
+    assert glued_punctuation(texts, spaces).tolist() == _reference_glued(texts, spaces)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(st.tuples(_token_text, st.booleans()), max_size=6), max_size=4))
+def test_grouping_never_crosses_docs(docs):
+    """Grouping several docs at once equals grouping each doc on its own."""
+    texts = [t for doc in docs for t, _ in doc]
+    spaces = np.array([s for doc in docs for _, s in doc], dtype=bool)
+    lengths = np.array([len(t) for t in texts], dtype=np.int64)
+    ends = np.cumsum(lengths)
+    doc_starts = np.zeros(len(texts), dtype=bool)
+    expected_starts, expected_glued, offset = [], [], 0
+    for doc in docs:
+        if doc:
+            doc_starts[offset] = True
+        doc_texts = [t for t, _ in doc]
+        doc_spaces = [s for _, s in doc]
+        expected_starts += [offset + k for k in _reference_word_starts(doc_texts, doc_spaces)]
+        expected_glued += _reference_glued(doc_texts, doc_spaces)
+        offset += len(doc)
+    starts, glued = word_groups("".join(texts), ends - lengths, ends, spaces, doc_starts)
+    assert starts.tolist() == expected_starts
+    assert glued.tolist() == expected_glued
+
+
+def test_alnum_mask_matches_isalnum_beyond_the_basic_plane():
+    text = "a1 𝔘😀٣\u0301中-"
+    assert alnum_mask(text).tolist() == [c.isalnum() for c in text]

@@ -1,0 +1,185 @@
+"""Several docs processed as one batch give exactly what each doc gives alone.
+
+Alignment (`batch.encode_batch`) and decoding (`predict_entities` with
+`doc_starts`, then `split_by_doc`) run over all tokens of a batch at once;
+nothing may leak from one doc into the next.
+"""
+
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import numpy as np
+import spacy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spacy_hf_tagger.batch import BatchPrediction, encode_batch
+from spacy_hf_tagger.decoding import predict_entities, split_by_doc
+from spacy_hf_tagger.labels import read_label_scheme
+
+NLP = spacy.blank("en")
+IOB = read_label_scheme(dict(enumerate(["O", "B-LOC", "I-LOC", "B-PER", "I-PER"])))
+BIOES = read_label_scheme(
+    dict(enumerate(["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "I-LOC", "E-LOC", "S-LOC"]))
+)
+NO_OUTSIDE = read_label_scheme(dict(enumerate(["I-PER", "I-LOC"])))
+
+
+def pair_tokenize(texts: List[str]) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """A stand-in subword tokenizer: every two characters are a piece, and a
+    piece keeps the space before it (as byte-level BPE does)."""
+    out = []
+    for text in texts:
+        offsets = [(max(i - 1, 0), min(i + 2, len(text))) for i in range(0, len(text), 2)]
+        ids = np.arange(len(offsets), dtype=np.int64)
+        out.append((ids, np.array(offsets, dtype=np.int64).reshape(-1, 2)))
+    return out
+
+
+words = st.sampled_from(["Paris", "a", "can't", "U.S.-led", "  ", "東京", "👍🏽", "\n", "x-y", "."])
+texts = st.lists(words, max_size=6).map(" ".join)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(texts, max_size=5))
+def test_batch_alignment_equals_per_doc_alignment(batch_texts):
+    docs = [NLP.make_doc(t) for t in batch_texts]
+    batch = encode_batch(docs, pair_tokenize)
+    assert batch.text == "".join(batch_texts)
+    a = batch.alignment
+    for i, doc in enumerate(docs):
+        alone = encode_batch([doc], pair_tokenize).alignment
+        p_lo, t_lo = batch.piece_bounds[i], batch.token_bounds[i]
+        t_hi = batch.token_bounds[i + 1]
+        in_doc = (a.token >= t_lo) & (a.token < t_hi)
+        assert np.array_equal(a.token[in_doc] - t_lo, alone.token)
+        assert np.array_equal(a.piece[in_doc] - p_lo, alone.piece)
+        assert np.array_equal(a.continues[in_doc], alone.continues)
+        # Pieces of doc i meet only tokens of doc i.
+        p_hi = batch.piece_bounds[i + 1]
+        assert ((a.piece[in_doc] >= p_lo) & (a.piece[in_doc] < p_hi)).all()
+    assert batch.doc_starts().sum() == sum(1 for d in docs if len(d))
+
+
+@st.composite
+def doc_predictions(draw, n_labels: int):
+    n = draw(st.integers(0, 7))
+    probs = np.array(
+        draw(
+            st.lists(
+                st.lists(st.floats(0.01, 1.0), min_size=n_labels, max_size=n_labels),
+                min_size=n,
+                max_size=n,
+            )
+        ),
+        dtype=np.float32,
+    ).reshape(n, n_labels)
+    probs /= np.maximum(probs.sum(axis=1, keepdims=True), 1e-9)
+    has_piece = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
+    probs[~has_piece] = 0.0
+    tied = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
+    tied &= has_piece
+    tied[:1] = False
+    # Words: each token either starts a word or joins the previous one.
+    joins = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    starts = np.zeros(n, dtype=np.int64)
+    for k in range(n):
+        starts[k] = starts[k - 1] if (k and joins[k]) else k
+    glued = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
+    glued[:1] = False
+    return probs, has_piece, tied, starts, glued
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_batch_decoding_equals_per_doc_decoding(data):
+    scheme = data.draw(st.sampled_from([IOB, BIOES, NO_OUTSIDE]))
+    names = {t: t for t in scheme.entity_types}
+    docs = data.draw(st.lists(doc_predictions(len(scheme.labels)), max_size=5))
+    threshold = data.draw(st.sampled_from([0.0, 0.5]))
+    expected, expected_below = [], 0
+    for probs, has_piece, tied, starts, glued in docs:
+        prediction, below = predict_entities(
+            scheme,
+            probs,
+            has_piece,
+            names,
+            threshold,
+            tied=tied,
+            word_starts=starts,
+            glued_punct=glued,
+        )
+        expected.append(prediction)
+        expected_below += below
+    sizes = [len(d[0]) for d in docs]
+    bounds = np.r_[0, np.cumsum(sizes)].astype(np.int64)
+    doc_starts = np.zeros(int(bounds[-1]), dtype=bool)
+    doc_starts[bounds[:-1][np.array(sizes, dtype=np.int64) > 0]] = True
+
+    def joined(k, empty_shape=(0,), dtype=bool):
+        parts = [d[k] for d in docs]
+        return np.concatenate(parts) if parts else np.zeros(empty_shape, dtype=dtype)
+
+    probs = joined(0, (0, len(scheme.labels)), np.float32)
+    word_starts = (
+        np.concatenate([d[3] + b for d, b in zip(docs, bounds[:-1])])
+        if docs
+        else np.zeros(0, dtype=np.int64)
+    )
+    together, below = predict_entities(
+        scheme,
+        probs,
+        joined(1),
+        names,
+        threshold,
+        tied=joined(2),
+        word_starts=word_starts,
+        glued_punct=joined(4),
+        doc_starts=doc_starts,
+    )
+    assert below == expected_below
+    got = split_by_doc(together, bounds)
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        assert g.token_labels == e.token_labels
+        assert [s[:3] for s in g.spans] == [s[:3] for s in e.spans]
+        np.testing.assert_allclose([s[3] for s in g.spans], [s[3] for s in e.spans], rtol=1e-12)
+        assert [x is None for x in g.token_scores] == [x is None for x in e.token_scores]
+        np.testing.assert_allclose(
+            [x for x in g.token_scores if x is not None],
+            [x for x in e.token_scores if x is not None],
+            rtol=1e-12,
+        )
+
+
+def test_gap_at_the_end_of_a_doc_is_not_filled_from_the_next_doc():
+    """Doc A ends "B-LOC, <no piece>"; doc B starts with I-LOC. Alone, A has one
+    LOC token and B one LOC token; batched, the gap must not join them."""
+    probs = np.zeros((3, 5), dtype=np.float32)
+    probs[0, 1] = 1.0  # B-LOC
+    probs[2, 2] = 1.0  # I-LOC
+    has_piece = np.array([True, False, True])
+    doc_starts = np.array([True, False, True])
+    names = {"LOC": "LOC", "PER": "PER"}
+    together, _ = predict_entities(
+        IOB, probs, has_piece, names, 0.0, tied=np.zeros(3, dtype=bool), doc_starts=doc_starts
+    )
+    a, b = split_by_doc(together, np.array([0, 2, 3]))
+    assert a.spans == [(0, 1, "LOC", 1.0)] and a.token_labels == ["B-LOC", "O"]
+    assert b.spans == [(0, 1, "LOC", 1.0)] and b.token_labels == ["B-LOC"]
+    assert a.token_scores == [1.0, None]
+
+
+def test_batch_prediction_indexes_like_a_list_of_docs():
+    docs = [NLP.make_doc(t) for t in ["Paris is big", "", "a b"]]
+    encoded = encode_batch(docs, pair_tokenize)
+    n = encoded.n_tokens
+    probs = np.arange(n * 2, dtype=np.float32).reshape(n, 2)
+    prediction = BatchPrediction(probs, np.ones(n, bool), np.zeros(n, bool), encoded)
+    assert len(prediction) == 3
+    assert prediction[0][0].tolist() == probs[:3].tolist()
+    assert prediction[1][0].shape == (0, 2)
+    assert prediction[-1][0].tolist() == probs[3:].tolist()
+    assert [p[0].shape[0] for p in prediction[1:]] == [0, 2]
+    assert [p[0].shape[0] for p in prediction] == [3, 0, 2]
