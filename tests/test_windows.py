@@ -192,3 +192,46 @@ def test_pack_invariants(lengths, batch_size, budget):
     for batch in batches[:-1]:
         longest = max(max(lengths[i] for i in batch), 1)
         assert len(batch) == batch_size or (len(batch) + 1) * longest > budget
+
+
+def _brute_force_cost(lengths, batch_size, budget, overhead):
+    """Least cost over every way to cut the longest-first order into batches."""
+    sizes = sorted((max(x, 1) for x in lengths), reverse=True)
+    best = {0: 0}
+    for j in range(1, len(sizes) + 1):
+        options = [
+            best[i] + (j - i) * sizes[i] + overhead
+            for i in range(j)
+            if j - i <= batch_size and (j - i == 1 or (j - i) * sizes[i] <= budget)
+        ]
+        best[j] = min(options)
+    return best[len(sizes)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 60), max_size=9),
+    st.integers(1, 5),
+    st.integers(1, 120),
+    st.integers(1, 40),
+)
+def test_least_padding_split_is_optimal_and_within_limits(lengths, batch_size, budget, overhead):
+    batches = list(pack_batches(lengths, batch_size, budget, overhead))
+    flat = [i for b in batches for i in b]
+    assert flat == sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    cost = 0
+    for b in batches:
+        rows, longest = len(b), max(max(lengths[i], 1) for i in b)
+        assert rows <= batch_size
+        assert rows == 1 or rows * longest <= budget
+        cost += rows * longest + overhead
+    assert cost == _brute_force_cost(lengths, batch_size, budget, overhead)
+
+
+def test_least_padding_split_separates_an_outlier():
+    # 31 short sentences and one long one: padding all to 80 wastes most of the batch.
+    lengths = [15] * 31 + [80]
+    batches = list(pack_batches(lengths, 32, 16384, 32))
+    assert batches[0] == [31]
+    assert sorted(batches[1]) == list(range(31))
+    assert list(pack_batches(lengths, 32, 16384)) == [[31, *range(31)]]
