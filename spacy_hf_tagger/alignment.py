@@ -26,13 +26,15 @@ _SPACE_LIMIT = 0x3001
 _SPACE_TABLE = np.array([chr(c).isspace() for c in range(_SPACE_LIMIT)] + [False], dtype=bool)
 
 
+def codepoints(text: str) -> np.ndarray:
+    """The code point of each character of `text`, as uint32."""
+    # surrogatepass: lone surrogates are still one character each.
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
 def whitespace_mask(text: str) -> np.ndarray:
     """Boolean array, one entry per character of `text`: is it whitespace."""
-    if not text:
-        return np.zeros(0, dtype=bool)
-    # surrogatepass: lone surrogates are still one character each.
-    codepoints = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    return _SPACE_TABLE[np.minimum(codepoints, _SPACE_LIMIT)]
+    return _SPACE_TABLE[np.minimum(codepoints(text), _SPACE_LIMIT)]
 
 
 def trim_offsets(
@@ -188,10 +190,4 @@ def aggregate_token_probs(
         best = order[np.searchsorted(token[order], group_tokens, side="left")]
         out[group_tokens] = pair_probs[best]
     return out
-
-
-def token_spans(token_idx: np.ndarray, token_lengths: np.ndarray) -> np.ndarray:
-    """(start, end) char spans of tokens from spaCy's IDX and LENGTH arrays."""
-    starts = np.asarray(token_idx, dtype=np.int64)
-    return np.stack([starts, starts + np.asarray(token_lengths, dtype=np.int64)], axis=1)
 

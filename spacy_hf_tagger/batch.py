@@ -40,6 +40,7 @@ class EncodedBatch:
     token_ends: np.ndarray
     token_idx: np.ndarray
     spaces: np.ndarray
+    doc_starts: np.ndarray  # True on the first token of each doc
 
     @property
     def n_pieces(self) -> int:
@@ -48,13 +49,6 @@ class EncodedBatch:
     @property
     def n_tokens(self) -> int:
         return int(self.token_bounds[-1])
-
-    def doc_starts(self) -> np.ndarray:
-        """True on the first token of each doc."""
-        mask = np.zeros(self.n_tokens, dtype=bool)
-        starts = self.token_bounds[:-1]
-        mask[starts[starts < self.n_tokens]] = True
-        return mask
 
 
 def encode_batch(
@@ -97,6 +91,8 @@ def encode_batch(
     else:
         trimmed = np.zeros((0, 2), dtype=np.int64)
     ranges = piece_token_ranges(trimmed, token_starts, token_ends)
+    doc_starts = np.zeros(int(token_bounds[-1]), dtype=bool)
+    doc_starts[token_bounds[:-1][n_tokens > 0]] = True
     return EncodedBatch(
         piece_ids=[ids for ids, _ in encoded],
         alignment=align_pieces(ranges, int(token_bounds[-1])),
@@ -108,6 +104,7 @@ def encode_batch(
         token_ends=token_ends,
         token_idx=token_idx,
         spaces=spaces,
+        doc_starts=doc_starts,
     )
 
 

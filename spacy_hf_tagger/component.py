@@ -495,7 +495,7 @@ class HFTokenTagger(TrainablePipe):
                 encoded.token_starts,
                 encoded.token_ends,
                 encoded.spaces,
-                encoded.doc_starts(),
+                encoded.doc_starts,
                 encoded.is_space,
             )
         return prediction
@@ -525,7 +525,7 @@ class HFTokenTagger(TrainablePipe):
                 tied=predictions.tied,
                 word_starts=predictions.word_starts,
                 glued_punct=predictions.glued,
-                doc_starts=encoded.doc_starts(),
+                doc_starts=encoded.doc_starts,
             )
             per_doc = split_by_doc(prediction, encoded.token_bounds)
             for i, (doc, doc_prediction) in enumerate(zip(docs, per_doc)):

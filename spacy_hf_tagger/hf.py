@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,6 @@ _OFFSET_POSITION_MODELS = frozenset(
      "esm", "xmod", "lilt"}
 )
 _SENTINEL_MAX_LENGTH = 100_000
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _single_thread_after_fork() -> None:
@@ -361,9 +359,8 @@ def encode_texts(tokenizer: Any, texts: Sequence[str]) -> List[EncodedText]:
     backend = tokenizer.backend_tokenizer
     backend.no_truncation()
     backend.no_padding()
-    # Lone surrogates cannot cross into Rust; U+FFFD keeps every offset in place.
-    safe = [_SURROGATE.sub("\ufffd", t) if _SURROGATE.search(t) else t for t in texts]
-    encodings = backend.encode_batch(safe, add_special_tokens=False)
+    # No lone surrogates can reach here: spaCy cannot store them in a Doc.
+    encodings = backend.encode_batch(list(texts), add_special_tokens=False)
     out = []
     for encoding in encodings:
         ids = np.asarray(encoding.ids, dtype=np.int64)

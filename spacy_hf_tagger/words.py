@@ -12,16 +12,17 @@ entities. Two repairs, measured on CoNLL-2003 test (see benchmarks/):
 - a punctuation-only token glued to the token before it (the "." of "1.")
   cannot begin an entity.
 
-Pure functions over token texts and trailing-space flags.
+Pure functions over the text's characters, token char spans and trailing-space
+flags.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
-from .alignment import whitespace_mask
+from .alignment import codepoints, whitespace_mask
 
 INFIX_CONNECTORS = frozenset({"-", "–", "—", "/", "‐", "‑"})
 _CONNECTOR_CODES = np.array(sorted(ord(c) for c in INFIX_CONNECTORS), dtype=np.uint32)
@@ -29,20 +30,20 @@ _BMP = 0x10000
 _ALNUM_TABLE: Optional[np.ndarray] = None
 
 
+def _alnum_of(codepoints: np.ndarray) -> np.ndarray:
+    global _ALNUM_TABLE
+    if _ALNUM_TABLE is None:
+        _ALNUM_TABLE = np.array([chr(c).isalnum() for c in range(_BMP)], dtype=bool)
+    mask = _ALNUM_TABLE[np.minimum(codepoints, _BMP - 1)]
+    for k in np.flatnonzero(codepoints >= _BMP).tolist():
+        mask[k] = chr(int(codepoints[k])).isalnum()
+    return mask
+
+
 def alnum_mask(text: str) -> np.ndarray:
     """Boolean array, one entry per character of `text`: is it alphanumeric
     (`str.isalnum`)."""
-    global _ALNUM_TABLE
-    if not text:
-        return np.zeros(0, dtype=bool)
-    if _ALNUM_TABLE is None:
-        _ALNUM_TABLE = np.array([chr(c).isalnum() for c in range(_BMP)], dtype=bool)
-    codepoints = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    mask = _ALNUM_TABLE[np.minimum(codepoints, _BMP - 1)]
-    astral = np.flatnonzero(codepoints >= _BMP)
-    for k in astral.tolist():
-        mask[k] = chr(int(codepoints[k])).isalnum()
-    return mask
+    return _alnum_of(codepoints(text))
 
 
 def word_groups(
@@ -70,7 +71,8 @@ def word_groups(
     ends = np.asarray(token_ends, dtype=np.int64)
     spaces = np.asarray(spaces, dtype=bool)
     doc_starts = np.asarray(doc_starts, dtype=bool)
-    alnum = alnum_mask(text)
+    codes = codepoints(text)
+    alnum = _alnum_of(codes)
     if is_space is None:
         is_space = whitespace_mask(text)
     nonempty = ends > starts
@@ -80,7 +82,6 @@ def word_groups(
     if n_chars:
         first_alnum = nonempty & alnum[first]
         last_alnum = nonempty & alnum[last]
-        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         connector = (ends - starts == 1) & np.isin(codes[first], _CONNECTOR_CODES)
         solid = np.r_[0, np.cumsum(alnum | is_space)]
         punct_only = nonempty & (solid[ends] == solid[starts])
@@ -106,25 +107,3 @@ def word_groups(
     glued[1:] = punct_only[1:] & ~spaces[:-1] & ~doc_starts[1:]
     return word_start, glued
 
-
-def _single_doc(texts: Sequence[str], spaces: Sequence[bool]) -> Tuple[np.ndarray, np.ndarray]:
-    lengths = np.array([len(t) for t in texts], dtype=np.int64)
-    ends = np.cumsum(lengths)
-    doc_starts = np.zeros(len(texts), dtype=bool)
-    doc_starts[:1] = True
-    return word_groups(
-        "".join(texts), ends - lengths, ends, np.asarray(spaces, dtype=bool), doc_starts
-    )
-
-
-def word_starts(texts: Sequence[str], spaces: Sequence[bool]) -> np.ndarray:
-    """For each token of one doc, the index of the first token of its word.
-
-    `spaces[i]` is True when token i is followed by whitespace (see `word_groups`).
-    """
-    return _single_doc(texts, spaces)[0]
-
-
-def glued_punctuation(texts: Sequence[str], spaces: Sequence[bool]) -> np.ndarray:
-    """Tokens of one doc made only of punctuation and glued to the token before them."""
-    return _single_doc(texts, spaces)[1]

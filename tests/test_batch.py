@@ -59,7 +59,7 @@ def test_batch_alignment_equals_per_doc_alignment(batch_texts):
         # Pieces of doc i meet only tokens of doc i.
         p_hi = batch.piece_bounds[i + 1]
         assert ((a.piece[in_doc] >= p_lo) & (a.piece[in_doc] < p_hi)).all()
-    assert batch.doc_starts().sum() == sum(1 for d in docs if len(d))
+    assert batch.doc_starts.sum() == sum(1 for d in docs if len(d))
 
 
 @st.composite

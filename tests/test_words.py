@@ -9,17 +9,30 @@ from hypothesis import strategies as st
 
 from spacy_hf_tagger.decoding import predict_entities
 from spacy_hf_tagger.labels import read_label_scheme
-from spacy_hf_tagger.words import (
-    INFIX_CONNECTORS,
-    alnum_mask,
-    glued_punctuation,
-    word_groups,
-    word_starts,
-)
+from spacy_hf_tagger.words import INFIX_CONNECTORS, alnum_mask, word_groups
 
 NLP = spacy.blank("en")
 SCHEME = read_label_scheme({0: "O", 1: "B-PER", 2: "I-PER", 3: "B-MISC", 4: "I-MISC"})
 NAMES = {"PER": "PER", "MISC": "MISC"}
+
+
+def _one_doc(texts, spaces):
+    """word_groups for the tokens of one doc, given as texts and trailing-space flags."""
+    lengths = np.array([len(t) for t in texts], dtype=np.int64)
+    ends = np.cumsum(lengths)
+    doc_starts = np.zeros(len(texts), dtype=bool)
+    doc_starts[:1] = True
+    return word_groups(
+        "".join(texts), ends - lengths, ends, np.asarray(spaces, dtype=bool), doc_starts
+    )
+
+
+def word_starts(texts, spaces):
+    return _one_doc(texts, spaces)[0]
+
+
+def glued_punctuation(texts, spaces):
+    return _one_doc(texts, spaces)[1]
 
 
 def _tokens(text: str):
