@@ -100,6 +100,20 @@ def ours_config(nlp) -> Dict[str, object]:
     return {k: v for k, v in block.items() if k != "factory"}
 
 
+def drop_missing_shp(systems: List[str]) -> List[str]:
+    """Without spacy-huggingface-pipelines (it needs transformers < 5), its rows
+    print as n/a instead of stopping the run."""
+    import importlib.util
+
+    if "shp" in systems and importlib.util.find_spec("spacy_huggingface_pipelines") is None:
+        print(
+            "shp: n/a (spacy-huggingface-pipelines is not installed; it needs "
+            'transformers < 5: pip install -e ".[peers]" in a transformers 4 environment)'
+        )
+        return [s for s in systems if s != "shp"]
+    return systems
+
+
 def make_shp(model: str, config: Optional[Dict[str, object]] = None):
     """``spacy.blank("en")`` with spacy-huggingface-pipelines' ``hf_token_pipe``."""
     import spacy
@@ -367,6 +381,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         bad = [x for x in given if x not in allowed]
         if bad:
             ap.error(f"{name}: unknown {bad}; choose from {list(allowed)}")
+    systems = drop_missing_shp(systems)
 
     quiet_transformers()
     print(versions_line())

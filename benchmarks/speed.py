@@ -39,6 +39,7 @@ from typing import Callable, Dict, List, Optional
 from accuracy import (
     DEFAULT_DATA,
     DEFAULT_MODEL,
+    drop_missing_shp,
     make_hf_pipeline,
     make_ours,
     make_shp,
@@ -304,6 +305,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     bad = [s for s in systems if s not in SYSTEMS]
     if bad:
         ap.error(f"--only: unknown {bad}; choose from {list(SYSTEMS)}")
+    systems = drop_missing_shp(systems)
     if args.repeat < 1:
         ap.error("--repeat must be >= 1")
 

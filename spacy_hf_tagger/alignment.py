@@ -101,6 +101,45 @@ def piece_token_ranges(
     return np.stack([first, last], axis=1)
 
 
+def attach_word_markers(
+    ranges: np.ndarray,
+    raw_ends: np.ndarray,
+    starts: np.ndarray,
+    piece_limits: np.ndarray,
+) -> np.ndarray:
+    """Give a piece that covers no token the first token of the word it begins.
+
+    Such a piece holds only whitespace or nothing: SentencePiece's bare "▁"
+    or byte-level BPE's "Ġ" before a character they cannot merge with (CJK,
+    emoji, rare symbols). It marks the start of the word that follows it
+    directly, and models trained with a label on each word's first piece
+    learned that word's label on it. It joins the next piece that covers a
+    token when that piece's text starts where the marker ends (`starts`:
+    trimmed starts; `raw_ends`: the markers' own offsets), within the same
+    text (`piece_limits[p]`: one past the last piece of p's text). A "Ġ" that
+    stands for an extra space ("Oslo␣␣in") is not followed directly by text
+    and keeps covering nothing.
+    """
+    ranges = np.array(ranges, dtype=np.int64).reshape(-1, 2)
+    n = len(ranges)
+    covers = ranges[:, 1] >= ranges[:, 0]
+    if n == 0 or covers.all():
+        return ranges
+    index = np.arange(n)
+    # next_covering[p]: the first piece at or after p that covers a token.
+    next_covering = np.minimum.accumulate(np.where(covers, index, n)[::-1])[::-1]
+    target = np.minimum(next_covering, n - 1)
+    markers = (
+        ~covers
+        & (next_covering < np.asarray(piece_limits))
+        & (np.asarray(starts)[target] <= np.asarray(raw_ends))
+    )
+    first = ranges[target, 0]
+    ranges[markers, 0] = first[markers]
+    ranges[markers, 1] = first[markers]
+    return ranges
+
+
 @dataclass
 class TokenAlignment:
     """Piece↔token pairs: pair k links piece `piece[k]` to token `token[k]`.

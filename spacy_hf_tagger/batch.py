@@ -20,6 +20,7 @@ from spacy.tokens import Doc
 from .alignment import (
     TokenAlignment,
     align_pieces,
+    attach_word_markers,
     piece_token_ranges,
     trim_offsets,
     whitespace_mask,
@@ -88,9 +89,16 @@ def encode_batch(
         # Clip each piece to its own doc, so it can only meet that doc's tokens.
         limits = np.stack([piece_base, np.repeat(char_base[1:], n_pieces)], axis=1)
         trimmed = trim_offsets(offsets, is_space, limits)
+        raw_ends = np.minimum(np.maximum(offsets[:, 1], limits[:, 0]), limits[:, 1])
     else:
         trimmed = np.zeros((0, 2), dtype=np.int64)
-    ranges = piece_token_ranges(trimmed, token_starts, token_ends)
+        raw_ends = np.zeros(0, dtype=np.int64)
+    ranges = attach_word_markers(
+        piece_token_ranges(trimmed, token_starts, token_ends),
+        raw_ends,
+        trimmed[:, 0],
+        np.repeat(piece_bounds[1:], n_pieces),
+    )
     doc_starts = np.zeros(int(token_bounds[-1]), dtype=bool)
     doc_starts[token_bounds[:-1][n_tokens > 0]] = True
     return EncodedBatch(

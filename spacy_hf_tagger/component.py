@@ -340,7 +340,7 @@ class HFTokenTagger(TrainablePipe):
         local_only = bool(source) and Path(str(source)).expanduser().is_dir()
         tokenizer = hf.load_tokenizer(source, self.cfg["revision"], local_only)
         model, problems = hf.load_model(
-            source, self.cfg["revision"], local_only, require_head=require_head
+            source, self.cfg["revision"], local_only, require_head=require_head, dtype=self._dtype
         )
         self.cfg["resolved_commit"] = hf.resolved_commit(model)
         return tokenizer, model, problems
@@ -836,7 +836,7 @@ class HFTokenTagger(TrainablePipe):
             self.cfg["revision"] = saved.get("revision")
         self.cfg.pop("annotate_resolved", None)
         tokenizer = hf.load_tokenizer(str(model_dir), None, local_only=True)
-        model, _ = hf.load_model(str(model_dir), None, local_only=True)
+        model, _ = hf.load_model(str(model_dir), None, local_only=True, dtype=self._dtype)
         self._install(model, tokenizer)
         return self
 
@@ -894,10 +894,21 @@ def _set_dropout(model: torch.nn.Module, drop: float) -> None:
 def _check_encoder_loaded(source: str, problems: Dict[str, List[str]]) -> None:
     """Refuse a checkpoint whose encoder weights did not load (wrong folder)."""
     encoder_missing = [k for k in problems["missing_keys"] if not hf._is_head_key(k)]
-    if encoder_missing or problems["error_msgs"]:
+    encoder_mismatched = [
+        shape
+        for key, shape in zip(problems["mismatched_keys"], problems["mismatched_shapes"])
+        if not hf._is_head_key(key)
+    ]
+    if encoder_missing or encoder_mismatched or problems["error_msgs"]:
+        details = []
+        if encoder_missing:
+            details.append(f"missing {encoder_missing[:8]}")
+        if encoder_mismatched:
+            details.append(f"{'; '.join(encoder_mismatched[:4])}")
+        if problems["error_msgs"]:
+            details.append(f"errors {problems['error_msgs'][:3]}")
         raise hf.ModelLoadError(
-            f"The encoder weights of {source!r} did not load: missing {encoder_missing[:8]}"
-            f"{' errors ' + str(problems['error_msgs'][:3]) if problems['error_msgs'] else ''}. "
+            f"The encoder weights of {source!r} did not load: {', '.join(details)}. "
             "Check that the folder holds the weights that belong to its config.json."
         )
 

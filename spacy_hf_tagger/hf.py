@@ -7,6 +7,7 @@ post-processing, so behaviour does not drift with transformers releases.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from contextlib import contextmanager
@@ -35,6 +36,8 @@ _OFFSET_POSITION_MODELS = frozenset(
      "esm", "xmod", "lilt"}
 )
 _SENTINEL_MAX_LENGTH = 100_000
+
+logger = logging.getLogger("spacy_hf_tagger")
 
 
 def _single_thread_after_fork() -> None:
@@ -115,33 +118,81 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return DTYPES[value]
 
 
+def transformers_major() -> int:
+    """The installed transformers' major version (4 or 5)."""
+    import transformers
+
+    return int(transformers.__version__.split(".")[0])
+
+
 @contextmanager
 def _quiet_transformers() -> Iterator[None]:
-    """Silence transformers' info/warning logs we turn into our own errors."""
+    """Silence transformers while it loads or saves, unless the user asked it to talk.
+
+    Its warnings are turned into our own errors; transformers 5 also draws
+    "Loading weights" and "Writing model shards" progress bars on every load
+    and save. Both stay on when transformers' verbosity is INFO or lower.
+    """
+    from transformers.utils import logging as hf_logging
+
+    if hf_logging.get_verbosity() <= logging.INFO:
+        yield
+        return
     logger = logging.getLogger("transformers")
     level = logger.level
+    bars = hf_logging.is_progress_bar_enabled()
     logger.setLevel(logging.ERROR)
+    if bars:
+        hf_logging.disable_progress_bar()
     try:
         yield
     finally:
         logger.setLevel(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def load_tokenizer(source: str, revision: Optional[str], local_only: bool) -> Any:
-    """Load a fast tokenizer; offsets are required, so slow ones are refused."""
-    from transformers import AutoTokenizer
+    """Load a fast tokenizer that splits text exactly as its saved tokenizer.json.
+
+    Offsets are required, so slow tokenizers are refused. transformers 5
+    rebuilds many tokenizers from their class definition and keeps only the
+    vocabulary of tokenizer.json: the normaliser and pre-tokenizer the model
+    was trained with can be replaced (an XLM-R tokenizer then gives "▁" pieces
+    offsets on the next character), and a file whose subword model is not the
+    one the class expects fails to load. The saved file is the tokenizer the
+    model saw, so it wins (see `_use_saved_backend`).
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     _check_source(source, local_only)
+    path = os.path.expanduser(source)
+    hub_revision = revision if not local_only else None
+    saved = _saved_tokenizer_file(path, hub_revision, local_only)
     try:
         with _quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(
-                os.path.expanduser(source),
-                revision=revision if not local_only else None,
-                use_fast=True,
-                local_files_only=local_only,
+                path, revision=hub_revision, use_fast=True, local_files_only=local_only
             )
-    except (OSError, ValueError) as err:
-        raise ModelLoadError(_not_found_message(source, "tokenizer", err)) from err
+    except Exception as err:
+        # A tokenizer.json that its declared class cannot rebuild (transformers 5)
+        # still loads as what it is: a plain fast tokenizer.
+        if saved is None:
+            if isinstance(err, (OSError, ValueError)):
+                raise ModelLoadError(_not_found_message(source, "tokenizer", err)) from err
+            raise
+        try:
+            with _quiet_transformers():
+                tokenizer = PreTrainedTokenizerFast.from_pretrained(
+                    path, revision=hub_revision, local_files_only=local_only
+                )
+        except Exception as second:
+            raise ModelLoadError(
+                f"Could not load the tokenizer of {source!r}: {type(err).__name__}: {err}; "
+                f"nor as a plain fast tokenizer from {saved}: {type(second).__name__}: "
+                f"{second}. Re-save it with save_pretrained."
+            ) from second
+        _keep_class_name(tokenizer, path)
     if not getattr(tokenizer, "is_fast", False):
         raise ModelLoadError(
             f"The tokenizer of {source!r} is a slow (Python) tokenizer "
@@ -150,7 +201,81 @@ def load_tokenizer(source: str, revision: Optional[str], local_only: bool) -> An
             "tokenizer (tokenizer.json) with the model, e.g. "
             "AutoTokenizer.from_pretrained(..., use_fast=True).save_pretrained(folder)."
         )
+    if saved is not None:
+        _use_saved_backend(tokenizer, saved, source)
     return tokenizer
+
+
+def _saved_tokenizer_file(path: str, revision: Optional[str], local_only: bool) -> Optional[str]:
+    """The tokenizer.json of a folder or (cached) hub repo, if it has one."""
+    if os.path.isdir(path):
+        candidate = os.path.join(path, "tokenizer.json")
+        return candidate if os.path.isfile(candidate) else None
+    from transformers.utils import cached_file
+
+    try:
+        return cached_file(
+            path,
+            "tokenizer.json",
+            revision=revision,
+            local_files_only=local_only,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+        )
+    except (OSError, ValueError):
+        return None
+
+
+# The parts of a tokenizer.json that decide how text is split and offset.
+_TOKENIZER_PARTS = ("normalizer", "pre_tokenizer", "model", "post_processor", "added_tokens")
+
+
+def _use_saved_backend(tokenizer: Any, saved: str, source: str) -> None:
+    """Run the tokenizer on the backend its tokenizer.json describes.
+
+    When transformers built a backend that splits differently (see
+    `load_tokenizer`), the saved one replaces it; `save_pretrained` then
+    writes it back unchanged, so a pipeline keeps its tokenizer across
+    transformers versions in both directions.
+    """
+    from tokenizers import Tokenizer
+
+    file_backend = Tokenizer.from_file(saved)
+    wanted = json.loads(file_backend.to_str())
+    built = json.loads(tokenizer.backend_tokenizer.to_str())
+    differs = [part for part in _TOKENIZER_PARTS if wanted.get(part) != built.get(part)]
+    if not differs:
+        return
+    logger.info(
+        "transformers %s built the tokenizer of %r (%s) with a different %s than its "
+        "tokenizer.json; using tokenizer.json, as the model was trained with it.",
+        _transformers_version(),
+        source,
+        type(tokenizer).__name__,
+        ", ".join(differs),
+    )
+    tokenizer._tokenizer = file_backend
+
+
+_CLASS_NAME_ATTR = "spacy_hf_tagger_class_name"
+
+
+def _keep_class_name(tokenizer: Any, path: str) -> None:
+    """Save a fallback-loaded tokenizer under its original class name, so the
+    transformers version that wrote it still loads it."""
+    config_file = os.path.join(path, "tokenizer_config.json")
+    if not os.path.isfile(config_file):
+        return
+    with open(config_file, encoding="utf8") as handle:
+        name = json.load(handle).get("tokenizer_class")
+    if name:
+        setattr(tokenizer, _CLASS_NAME_ATTR, name)
+
+
+def _transformers_version() -> str:
+    import transformers
+
+    return str(transformers.__version__)
 
 
 def _check_source(source: str, local_only: bool) -> None:
@@ -187,11 +312,14 @@ def load_model(
     *,
     require_head: bool = True,
     config_overrides: Optional[Dict[str, Any]] = None,
+    dtype: torch.dtype = torch.float32,
 ) -> Tuple[torch.nn.Module, Dict[str, List[str]]]:
     """Load a token-classification model and check every weight matched.
 
     With `require_head`, missing or unexpected weights are an error naming
     them; otherwise (training a new head) they are returned for the caller.
+    The weights load in `dtype`, whatever the checkpoint holds: transformers 5
+    would otherwise keep a half-precision checkpoint in half precision.
     """
     from transformers import AutoConfig, AutoModelForTokenClassification
 
@@ -215,8 +343,11 @@ def load_model(
                 revision=None if local_only else revision,
                 local_files_only=local_only,
                 output_loading_info=True,
-                ignore_mismatched_sizes=not require_head,
+                # Mismatched shapes are reported below, in our words, in both
+                # transformers majors (5 raises a bare RuntimeError on them).
+                ignore_mismatched_sizes=True,
                 use_safetensors=None,
+                **{_dtype_keyword(): dtype},
             )
     except ValueError as err:
         if "Unrecognized configuration class" in str(err):
@@ -237,12 +368,40 @@ def load_model(
             "corrupted: save the model again with save_pretrained."
         ) from err
     problems = {
-        key: [str(k) for k in info.get(key, [])]
-        for key in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs")
+        key: sorted(_key_name(k) for k in info.get(key, []))
+        for key in ("missing_keys", "unexpected_keys")
     }
+    mismatched = sorted(info.get("mismatched_keys", []), key=_key_name)
+    problems["mismatched_keys"] = [_key_name(k) for k in mismatched]
+    problems["mismatched_shapes"] = [_shape_mismatch(k) for k in mismatched]
+    # transformers 5 reports weights it failed to convert apart from other errors.
+    conversion = info.get("conversion_errors") or {}
+    problems["error_msgs"] = [str(e) for e in info.get("error_msgs", [])] + [
+        f"{key}: {message}" for key, message in sorted(conversion.items())
+    ]
     if require_head:
         _raise_on_weight_problems(source, problems)
     return model, problems
+
+
+def _dtype_keyword() -> str:
+    """transformers 5 calls `from_pretrained`'s precision argument `dtype`."""
+    return "dtype" if transformers_major() >= 5 else "torch_dtype"
+
+
+def _key_name(key: Any) -> str:
+    """A weight's name; mismatched weights come as (name, shape, shape)."""
+    return str(key[0]) if isinstance(key, (tuple, list)) else str(key)
+
+
+def _shape_mismatch(key: Any) -> str:
+    """'name: size mismatch, checkpoint (9, 64) vs config (7, 64)' where known."""
+    if isinstance(key, (tuple, list)) and len(key) == 3:
+        name, saved, expected = key
+        return (
+            f"{name}: size mismatch, checkpoint {tuple(saved)} vs config {tuple(expected)}"
+        )
+    return f"{_key_name(key)}: size mismatch"
 
 
 def _is_head_key(key: str) -> bool:
@@ -271,7 +430,8 @@ def _raise_on_weight_problems(source: str, problems: Dict[str, List[str]]) -> No
     if unexpected:
         parts.append(f"unexpected weights {unexpected[:8]}{' …' if len(unexpected) > 8 else ''}")
     if mismatched:
-        parts.append(f"weights whose shape does not match the config {mismatched[:8]}")
+        shapes = problems.get("mismatched_shapes") or mismatched
+        parts.append(f"weights whose shape does not match the config: {'; '.join(shapes[:4])}")
     if errors:
         parts.append(f"errors {errors[:3]}")
     raise ModelLoadError(
@@ -396,8 +556,15 @@ def build_batch(
 def save_model(model: torch.nn.Module, tokenizer: Any, path: Path) -> None:
     """Write weights (safetensors, sharded and streamed), config and tokenizer."""
     path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path, safe_serialization=True)
-    tokenizer.save_pretrained(path)
+    with _quiet_transformers():
+        model.save_pretrained(path, safe_serialization=True)
+        tokenizer.save_pretrained(path)
+    name = getattr(tokenizer, _CLASS_NAME_ATTR, None)
+    config_file = path / "tokenizer_config.json"
+    if name and config_file.is_file():
+        config = json.loads(config_file.read_text("utf8"))
+        config["tokenizer_class"] = name
+        config_file.write_text(json.dumps(config, indent=2, ensure_ascii=False), "utf8")
 
 
 def resolved_commit(model: torch.nn.Module) -> Optional[str]:

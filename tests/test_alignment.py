@@ -11,6 +11,7 @@ from spacy_hf_tagger.alignment import (
     TokenAlignment,
     aggregate_token_probs,
     align_pieces,
+    attach_word_markers,
     piece_token_ranges,
     trim_offsets,
     whitespace_mask,
@@ -186,6 +187,69 @@ def test_ranges_with_spacy_style_tokens():
     trimmed = trim_offsets(offsets, whitespace_mask(text))
     ranges = piece_token_ranges(trimmed, spans[:, 0], spans[:, 1])
     assert ranges.tolist() == [[0, 0], [1, 2], [-1, -2], [4, 4]]
+
+
+# --- attach_word_markers -------------------------------------------------------------
+
+
+def _markers(text, offsets, tokens, limits=None):
+    trimmed, ranges = align_text(text, offsets, tokens)
+    offsets = np.array(offsets, dtype=np.int64)
+    if limits is None:
+        limits = np.full(len(offsets), len(offsets))
+    return attach_word_markers(ranges, offsets[:, 1], trimmed[:, 0], np.array(limits))
+
+
+def test_bare_sentencepiece_marker_begins_the_next_word():
+    # XLM-R, tokenizer.json as saved: "▁to", "▁" (the space), "東", "京", "▁in"
+    text = "to 東京 in"
+    tokens = [("to", 0), ("東京", 3), ("in", 6)]
+    offsets = [[0, 2], [2, 3], [3, 4], [4, 5], [5, 8]]
+    assert _markers(text, offsets, tokens).tolist() == [[0, 0], [1, 1], [1, 1], [1, 1], [2, 2]]
+    alignment = align_pieces(_markers(text, offsets, tokens), len(tokens))
+    probs = np.eye(5, dtype=np.float32)
+    # "first": the marker is the word's first piece, as in word-id training.
+    assert aggregate_token_probs(probs, alignment, "first").argmax(1).tolist() == [0, 1, 4]
+
+
+def test_zero_width_byte_bpe_marker_begins_the_next_word():
+    # RoBERTa (offsets trimmed by its post-processor): "Ġto", "Ġ" (9, 9), bytes of 東
+    text = "moved to 東京"
+    tokens = [("moved", 0), ("to", 6), ("東京", 9)]
+    offsets = [[0, 5], [6, 8], [9, 9], [9, 10], [9, 10], [10, 11]]
+    assert _markers(text, offsets, tokens).tolist() == [
+        [0, 0], [1, 1], [2, 2], [2, 2], [2, 2], [2, 2]
+    ]  # fmt: skip
+
+
+def test_marker_of_an_extra_space_covers_nothing():
+    # "Oslo  in": "Ġ" (5, 5) stands for the extra space; "Ġin" starts at 6
+    text = "Oslo  in"
+    tokens = [("Oslo", 0), (" ", 5), ("in", 6)]
+    offsets = [[0, 4], [5, 5], [6, 8]]
+    assert _markers(text, offsets, tokens).tolist() == [[0, 0], [-1, -2], [2, 2]]
+
+
+def test_marker_stays_in_its_own_text():
+    # Two texts joined in one batch, "ab" and "c": the first ends with a zero-width
+    # marker that the second text's piece follows directly.
+    text = "abc"
+    tokens = [("ab", 0), ("c", 2)]
+    offsets = [[0, 2], [2, 2], [2, 3]]
+    assert _markers(text, offsets, tokens, limits=[2, 2, 3]).tolist() == [
+        [0, 0], [-1, -2], [1, 1]
+    ]  # fmt: skip
+    # Were they one text, the marker would begin "c".
+    assert _markers(text, offsets, tokens).tolist() == [[0, 0], [1, 1], [1, 1]]
+
+
+def test_trailing_marker_and_no_markers():
+    text = "ab "
+    tokens = [("ab", 0)]
+    assert _markers(text, [[0, 2], [2, 3]], tokens).tolist() == [[0, 0], [-1, -2]]
+    assert _markers(text, [[0, 1], [1, 2]], tokens).tolist() == [[0, 0], [0, 0]]
+    empty = np.zeros((0, 2), dtype=np.int64)
+    assert attach_word_markers(empty, empty[:, 1], empty[:, 0], empty[:, 0]).shape == (0, 2)
 
 
 # --- align_pieces --------------------------------------------------------------------

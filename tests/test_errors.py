@@ -122,15 +122,21 @@ def test_vocab_only_bert_folder_is_converted_to_fast(
 ) -> None:
     """No tokenizer.json, only the slow BertTokenizer's vocab.txt: transformers builds
     the fast tokenizer, and predictions are those of the original folder."""
-    from transformers import BertTokenizer
-
     src = tiny_models("wordpiece-cased", train_steps=100)
     folder = tmp_path / "vocab-only"
     folder.mkdir()
     for name in ("config.json", "model.safetensors"):
         shutil.copy(src / name, folder / name)
-    BertTokenizer(vocab_file=str(src / "vocab.txt"), do_lower_case=False).save_pretrained(folder)
-    assert not (folder / "tokenizer.json").exists()
+    # The layout of an old BERT folder, written by hand: transformers 5 always
+    # saves a tokenizer.json (and no vocab.txt).
+    vocab = json.loads((src / "tokenizer.json").read_text("utf8"))["model"]["vocab"]
+    (folder / "vocab.txt").write_text(
+        "".join(f"{token}\n" for token, _ in sorted(vocab.items(), key=lambda kv: kv[1])),
+        "utf8",
+    )
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": False}), "utf8"
+    )
     text = "My name is Sarah and I live in Paris."
     doc = _add(folder)(text)
     assert [(e.text, e.label_) for e in doc.ents] == [("Sarah", "PER"), ("Paris", "LOC")]

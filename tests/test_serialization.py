@@ -126,7 +126,6 @@ def test_to_disk_spacy_load_round_trip(family, tiny_models, tmp_path):
     assert (model_dir / "config.json").is_file()
     assert (model_dir / "tokenizer.json").is_file()
     assert (model_dir / "tokenizer_config.json").is_file()
-    assert (model_dir / "special_tokens_map.json").is_file()
     assert not (model_dir / "pytorch_model.bin").exists()
 
     cfg = json.loads((comp_dir / "cfg.json").read_text("utf8"))
@@ -363,7 +362,9 @@ def test_missing_weights_file_names_it(family, saved_pipelines, tmp_path):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_settings_survive_save_and_load(family, tiny_models, tmp_path):
     model = tiny_models(family, train_steps=TRAIN_STEPS)
-    plain = make_nlp(model)
+    # Scores under the same aggregation as the settings below, so the threshold
+    # falls between two of them.
+    plain = make_nlp(model, aggregation="average")
     baseline = [plain(text) for text in TEXTS]
     per_scores = sorted(
         {round(e._.hf_score, 6) for doc in baseline for e in doc.ents if e.label_ == "PER"}

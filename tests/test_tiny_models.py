@@ -9,13 +9,21 @@ those tests pass or fail for the wrong reason.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 import spacy
 import torch
-from tiny_models import FAMILIES, NER_LABELS, build_tiny_model, training_sentences
-from transformers import AutoModelForTokenClassification, AutoTokenizer
+from tiny_models import (
+    FAMILIES,
+    NER_LABELS,
+    build_tiny_model,
+    training_sentences,
+    word_piece_spans,
+)
+from transformers import AutoModelForTokenClassification
+
+from spacy_hf_tagger.hf import load_tokenizer
 
 # Enough for every family to memorise training_sentences(), with margin (60 suffice).
 TRAIN_STEPS = 100
@@ -26,25 +34,40 @@ TinyModelFactory = Callable[..., Path]
 _NLP = spacy.blank("en")
 
 
+def _saved_tokenizer(folder: Path) -> Any:
+    """The tokenizer exactly as saved: transformers 5's AutoTokenizer rebuilds some
+    classes from their definition instead of tokenizer.json (see hf.load_tokenizer)."""
+    return load_tokenizer(str(folder), None, local_only=True)
+
+
 class _Tagger:
-    """Label spaCy tokens with the argmax of the first piece overlapping each token.
+    """Label spaCy tokens with the argmax of the first piece standing for each token
+    (`word_piece_spans`: a bare "▁" stands for the word after it).
 
     Loads the folder once, because reloading per sentence dominated the test time.
     """
 
     def __init__(self, folder: Path) -> None:
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.tokenizer = _saved_tokenizer(folder)
         self.model = AutoModelForTokenClassification.from_pretrained(folder).eval()
 
     def __call__(self, text: str) -> list[tuple[str, str]]:
-        encoded = self.tokenizer(text, return_offsets_mapping=True, return_tensors="pt")
-        offsets = encoded.pop("offset_mapping")[0].tolist()
+        encoded = self.tokenizer(
+            text, return_offsets_mapping=True, return_special_tokens_mask=True,
+            return_tensors="pt",
+        )
+        offsets = [tuple(o) for o in encoded.pop("offset_mapping")[0].tolist()]
+        special = encoded.pop("special_tokens_mask")[0].tolist()
+        spans = word_piece_spans(text, offsets, special)
         with torch.no_grad():
             predicted = self.model(**encoded).logits[0].argmax(-1).tolist()
         result: list[tuple[str, str]] = []
         for token in _NLP(text):
             start, end = token.idx, token.idx + len(token)
-            piece = next(i for i, (s, e) in enumerate(offsets) if s < e and s < end and e > start)
+            piece = next(
+                i for i, span in enumerate(spans)
+                if span is not None and span[0] < end and span[1] > start
+            )
             result.append((token.text, self.model.config.id2label[predicted[piece]]))
         return result
 
@@ -64,14 +87,14 @@ def _gold_labels(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[str
 @pytest.mark.parametrize("family", FAMILIES)
 def test_loads_through_auto_classes(tiny_models: TinyModelFactory, family: str) -> None:
     folder = tiny_models(family)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = _saved_tokenizer(folder)
     assert tokenizer.is_fast
     assert tokenizer.model_max_length == 32
     encoded = tokenizer("Sarah lives in Zürich.", return_offsets_mapping=True)
     assert len(encoded["offset_mapping"]) == len(encoded["input_ids"])
 
     model, info = AutoModelForTokenClassification.from_pretrained(folder, output_loading_info=True)
-    assert info["missing_keys"] == [] and info["unexpected_keys"] == []
+    assert not info["missing_keys"] and not info["unexpected_keys"]
     assert not info["mismatched_keys"] and not info["error_msgs"]
     assert (folder / "model.safetensors").is_file()
     assert model.config.id2label == dict(enumerate(NER_LABELS))
@@ -90,7 +113,7 @@ def test_sentinel_max_length_falls_back_to_positions(
     tiny_models: TinyModelFactory, family: str
 ) -> None:
     folder = tiny_models(family, model_max_length=None)
-    assert AutoTokenizer.from_pretrained(folder).model_max_length > 1e20
+    assert _saved_tokenizer(folder).model_max_length > 1e20
     config = AutoModelForTokenClassification.from_pretrained(folder).config
     offset = 2 if family in ("bpe-roberta", "sentencepiece-xlmr") else 0
     assert config.max_position_embeddings == 32 + offset
@@ -118,7 +141,7 @@ def test_custom_labels_become_config(tiny_models: TinyModelFactory) -> None:
 
 def test_unknown_characters_give_unknown_pieces(tiny_models: TinyModelFactory) -> None:
     for family in FAMILIES:
-        tokenizer = AutoTokenizer.from_pretrained(tiny_models(family))
+        tokenizer = _saved_tokenizer(tiny_models(family))
         ids = tokenizer("Ω", add_special_tokens=False)["input_ids"]
         # Byte-level BPE has no unknowns: the character becomes byte pieces instead.
         assert (tokenizer.unk_token_id in ids) == (family != "bpe-roberta"), family

@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 from tokenizers import (
@@ -62,7 +63,13 @@ from transformers import (
     XLMRobertaTokenizerFast,
 )
 
-__all__ = ["FAMILIES", "NER_LABELS", "build_tiny_model", "training_sentences"]
+__all__ = [
+    "FAMILIES",
+    "NER_LABELS",
+    "build_tiny_model",
+    "training_sentences",
+    "word_piece_spans",
+]
 
 FAMILIES: tuple[str, ...] = (
     "wordpiece-cased",
@@ -450,9 +457,10 @@ def _roberta_tokenizer(family: str, corpus: list[str]) -> PreTrainedTokenizerFas
     vocab = _bpe_vocab(specials, alphabet, merges, _concat)
     tok.model = models.BPE(vocab=vocab, merges=merges)
     tok.decoder = decoders.ByteLevel()
+    # Positional: tokenizers renamed the `cls` keyword to `cls_token` in 0.22.
     tok.post_processor = processors.RobertaProcessing(
-        sep=("</s>", vocab["</s>"]),
-        cls=("<s>", vocab["<s>"]),
+        ("</s>", vocab["</s>"]),
+        ("<s>", vocab["<s>"]),
         trim_offsets=True,
         add_prefix_space=True,
     )
@@ -684,7 +692,36 @@ def _tag_for(label_type: str, begin: bool, label2id: dict[str, int]) -> int:
     return label2id["O"]
 
 
+def word_piece_spans(
+    text: str, offsets: list[tuple[int, int]], special_mask: list[int]
+) -> list[Optional[tuple[int, int]]]:
+    """The character span each piece stands for when labelling words.
+
+    A piece holding only whitespace (a bare "▁" before "東京") or nothing marks the
+    start of the word right after it, so it takes the span of the next piece with
+    text when that text starts where the marker ends, as training with word ids does
+    for real models. Special tokens, and markers not followed directly by text (the
+    "Ġ" of an extra space), get ``None``.
+    """
+    following: Optional[tuple[int, int]] = None
+    spans: list[Optional[tuple[int, int]]] = [None] * len(offsets)
+    for k in range(len(offsets) - 1, -1, -1):
+        if special_mask[k]:
+            following = None
+            continue
+        start, end = offsets[k]
+        content = text[start:end]
+        if content.strip():
+            lead = len(content) - len(content.lstrip())
+            following = (start + lead, end)
+            spans[k] = following
+        elif following is not None and following[0] <= end:
+            spans[k] = following
+    return spans
+
+
 def _piece_labels(
+    text: str,
     offsets: list[tuple[int, int]],
     special_mask: list[int],
     spans: list[tuple[int, int, str]],
@@ -692,17 +729,17 @@ def _piece_labels(
 ) -> list[int]:
     """Label every subword from character spans (IOB2); -100 for specials/padding.
 
-    A piece belongs to an entity when its offsets overlap the entity's characters, so a
-    leading-space-inclusive offset like Metaspace's " Paris" still counts, while a bare
-    "▁" piece covering only the space does not. The first overlapping piece gets ``B-``.
-    Zero-width pieces carry no text and are ignored like special tokens.
+    A piece belongs to an entity when its span (see :func:`word_piece_spans`) overlaps
+    the entity's characters, so a leading-space-inclusive offset like Metaspace's
+    " Paris" still counts. The first overlapping piece gets ``B-``.
     """
     labels: list[int] = []
     started: set[int] = set()
-    for (start, end), special in zip(offsets, special_mask):
-        if special or start == end:
+    for span in word_piece_spans(text, offsets, special_mask):
+        if span is None:
             labels.append(-100)
             continue
+        start, end = span
         tag = label2id["O"]
         for index, (ent_start, ent_end, label_type) in enumerate(spans):
             if start < ent_end and end > ent_start:
@@ -748,7 +785,8 @@ def _train(
     for row, sentence in enumerate(encoded["overflow_to_sample_mapping"].tolist()):
         offsets = [(int(s), int(e)) for s, e in encoded["offset_mapping"][row].tolist()]
         special = encoded["special_tokens_mask"][row].tolist()
-        label_rows.append(_piece_labels(offsets, special, data[sentence][1], label2id))
+        text, spans = data[sentence]
+        label_rows.append(_piece_labels(text, offsets, special, spans, label2id))
     labels = torch.tensor(label_rows, dtype=torch.long)
     labels[encoded["attention_mask"] == 0] = -100
     inputs = {
@@ -815,8 +853,23 @@ def build_tiny_model(
             if train_steps > 0:
                 _train(model, tokenizer, capacity, train_steps)
         model.eval()
-        model.save_pretrained(out_dir, safe_serialization=True)
+        with _no_progress_bars():
+            model.save_pretrained(out_dir, safe_serialization=True)
     finally:
         torch.set_num_threads(previous_threads)
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+@contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """transformers 5 draws a progress bar for every save; builds are not news."""
+    from transformers.utils import logging as hf_logging
+
+    active = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if active:
+            hf_logging.enable_progress_bar()
