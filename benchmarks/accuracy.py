@@ -147,6 +147,7 @@ def quiet_transformers() -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
     warnings.filterwarnings("ignore", message="You seem to be using the pipelines sequentially")
     warnings.filterwarnings("ignore", message="Length of IterableDataset")
 
