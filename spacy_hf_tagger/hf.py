@@ -404,7 +404,7 @@ def _shape_mismatch(key: Any) -> str:
     return f"{_key_name(key)}: size mismatch"
 
 
-def _is_head_key(key: str) -> bool:
+def is_head_key(key: str) -> bool:
     return key.startswith(("classifier.", "score.")) or ".classifier." in key
 
 
@@ -415,7 +415,7 @@ def _raise_on_weight_problems(source: str, problems: Dict[str, List[str]]) -> No
     errors = problems["error_msgs"]
     if not (missing or unexpected or mismatched or errors):
         return
-    head_missing = bool(missing) and all(_is_head_key(k) for k in missing)
+    head_missing = bool(missing) and all(is_head_key(k) for k in missing)
     if head_missing and not (mismatched or errors):
         extra = f" (and carries other heads: {unexpected[:4]})" if unexpected else ""
         raise ModelLoadError(

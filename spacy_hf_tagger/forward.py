@@ -1,0 +1,112 @@
+"""Pieces in, probabilities out: tokenize docs, cut windows, pack batches, run the model.
+
+Inference and training share `encode_docs` and `model_batches`, so the model
+is trained on exactly the windows and alignment it is later read through.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterator, List, Sequence, Tuple
+
+import numpy as np
+import torch
+from spacy.tokens import Doc
+
+from . import hf
+from .batch import EncodedBatch, encode_batch
+from .loading import LoadedModel
+from .windows import Window, make_windows, pack_batches
+
+# Cost of one more forward call, in padded subword positions: measured on 2 CPU
+# cores with a 6-layer encoder (inference, and training's forward + backward),
+# splitting a batch pays off once it saves about this much padding.
+# Accelerators pay more per call.
+CPU_BATCH_OVERHEAD = 32
+DEVICE_BATCH_OVERHEAD = 256
+
+
+def encode_docs(loaded: LoadedModel, docs: Sequence[Doc]) -> EncodedBatch:
+    """Tokenize docs into pieces and align the pieces to the docs' spaCy tokens."""
+    tokenizer = loaded.tokenizer
+
+    def tokenize(texts: List[str]) -> List[Tuple[np.ndarray, np.ndarray]]:
+        return [(e.ids, e.offsets) for e in hf.encode_texts(tokenizer, texts)]
+
+    return encode_batch(docs, tokenize)
+
+
+def model_batches(
+    loaded: LoadedModel, encoded: EncodedBatch, batch_size: int, max_batch_subwords: int
+) -> Iterator[Tuple[List[Window], Dict[str, torch.Tensor]]]:
+    """Model inputs for the windows of `encoded`, length-sorted and packed.
+
+    Sorted windows are cut into batches where the padding saved outweighs
+    the cost of one more forward call: small on CPU, larger on
+    accelerators, which pay more per call and less per position. On the
+    CoNLL sentence workload this pads 10% fewer positions than filling
+    batches in turn, and a training batch of 32 random sentences (over
+    half padding when run whole) trains twice as fast.
+    """
+    piece_ids = encoded.piece_ids
+    windows = make_windows([len(ids) for ids in piece_ids], loaded.content_length, loaded.stride)
+    on_cpu = loaded.device.type == "cpu"
+    batches = pack_batches(
+        [w.length for w in windows],
+        batch_size,
+        max_batch_subwords,
+        CPU_BATCH_OVERHEAD if on_cpu else DEVICE_BATCH_OVERHEAD,
+    )
+    for batch in batches:
+        members = [windows[i] for i in batch]
+        rows = [piece_ids[w.text_index][w.start : w.end] for w in members]
+        yield members, hf.build_batch(rows, loaded.special, loaded.device)
+
+
+def piece_probabilities(
+    loaded: LoadedModel,
+    encoded: EncodedBatch,
+    batches: Iterator[Tuple[List[Window], Dict[str, torch.Tensor]]],
+) -> np.ndarray:
+    """Label probabilities [n_pieces, n_labels] for every piece of the batch.
+
+    Softmax in float32, moved to numpy once per forward call; each piece keeps
+    the row of the window where it has the most context (`Window.keep_*`).
+    """
+    n_labels = len(loaded.scheme.labels)
+    probs_out = np.zeros((encoded.n_pieces, n_labels), dtype=np.float32)
+    piece_bounds = encoded.piece_bounds.tolist()
+    n_prefix = len(loaded.special.prefix)
+    model = loaded.model
+    model.eval()
+    with torch.inference_mode():
+        for members, inputs in batches:
+            logits = model(**inputs).logits
+            probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            for row, w in enumerate(members):
+                base = piece_bounds[w.text_index]
+                probs_out[base + w.keep_start : base + w.keep_end] = probs[
+                    row, w.kept_columns(n_prefix)
+                ]
+    return probs_out
+
+
+def window_targets(
+    loaded: LoadedModel,
+    encoded: EncodedBatch,
+    piece_targets: np.ndarray,
+    members: Sequence[Window],
+    shape: Tuple[int, ...],
+    ignore_index: int,
+) -> np.ndarray:
+    """Training targets laid out like one batch of model inputs: each window's
+    kept pieces carry their targets, everything else `ignore_index`."""
+    piece_bounds = encoded.piece_bounds.tolist()
+    n_prefix = len(loaded.special.prefix)
+    targets = np.full(shape, ignore_index, dtype=np.int64)
+    for row, w in enumerate(members):
+        base = piece_bounds[w.text_index]
+        targets[row, w.kept_columns(n_prefix)] = piece_targets[
+            base + w.keep_start : base + w.keep_end
+        ]
+    return targets
+

@@ -1,0 +1,112 @@
+"""The model as the component runs it: loaded from the `model` setting, placed on
+its device and dtype, with everything derived from it once (label scheme,
+special tokens, window size).
+
+Loading is lazy (first use or `from_disk`), so `spacy.load` of a saved
+pipeline never touches the original hub id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+import torch
+
+from . import hf
+from .labels import LabelScheme, read_label_scheme
+from .settings import ConfigError
+
+
+@dataclass
+class LoadedModel:
+    """The loaded model and everything derived from it."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    scheme: LabelScheme
+    special: hf.SpecialTokens
+    content_length: int
+    stride: int
+    device: torch.device
+    continuation: np.ndarray
+
+
+@dataclass
+class Source:
+    """What `load_source` read: the weight-loading problems are for training,
+    which may give the model a new head."""
+
+    tokenizer: Any
+    model: torch.nn.Module
+    problems: Dict[str, List[str]]
+    resolved_commit: Optional[str]
+
+
+def load_source(
+    source: str,
+    revision: Optional[str],
+    dtype: torch.dtype,
+    *,
+    require_head: bool,
+) -> Source:
+    """Tokenizer and model from a local folder or a hub id."""
+    local_only = bool(source) and Path(str(source)).expanduser().is_dir()
+    tokenizer = hf.load_tokenizer(source, revision, local_only)
+    model, problems = hf.load_model(
+        source, revision, local_only, require_head=require_head, dtype=dtype
+    )
+    return Source(tokenizer, model, problems, hf.resolved_commit(model))
+
+
+def window_size(
+    tokenizer: Any, model: torch.nn.Module, special: hf.SpecialTokens, cfg: Mapping[str, Any]
+) -> Tuple[int, int]:
+    """Pieces of text per window and the overlap between windows.
+
+    The window holds `max_length` (else the model's limit) minus the special
+    tokens; the overlap is `stride`, else a quarter of the window, at most 128.
+    """
+    limit = cfg["max_length"] or hf.max_input_length(tokenizer, model.config)
+    content = limit - special.count
+    if content < 1:
+        raise ConfigError(
+            f"max_length={limit} leaves no room for text after the model's "
+            f"{special.count} special tokens; raise max_length."
+        )
+    stride = cfg["stride"]
+    if stride is None:
+        stride = min(content // 4, 128)
+    if stride >= content:
+        raise ConfigError(
+            f"stride={stride} must be smaller than the window's text length "
+            f"{content} (max_length {limit} minus {special.count} special tokens)."
+        )
+    return content, stride
+
+
+def install(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    cfg: Mapping[str, Any],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> LoadedModel:
+    """Put a model on the device, in eval mode, and derive what inference needs."""
+    scheme = read_label_scheme(model.config.id2label)
+    model.to(device=device, dtype=dtype)
+    model.eval()
+    special = hf.special_tokens(tokenizer)
+    content, stride = window_size(tokenizer, model, special, cfg)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        scheme=scheme,
+        special=special,
+        content_length=content,
+        stride=stride,
+        device=device,
+        continuation=scheme.begin_to_inside(),
+    )
