@@ -24,7 +24,7 @@ import pytest
 import spacy
 import torch
 from safetensors.torch import load_file
-from spacy.tokens import DocBin
+from spacy.tokens import Doc, DocBin, Span
 from spacy.training import Example
 from thinc.api import Adam
 from tiny_models import FAMILIES, NER_LABELS, training_sentences
@@ -407,7 +407,16 @@ def write_conllu(path: Path) -> None:
     path.write_text("\n\n".join(blocks) + "\n\n", "utf8")
 
 
-def spacy_train(config: str, model: Path, train: Path, out: Path) -> str:
+def spacy_train(
+    config: str,
+    model: Path,
+    train: Path,
+    out: Path,
+    *,
+    max_steps: int = 6,
+    eval_frequency: int = 3,
+    learn_rate: float = 1e-4,
+) -> str:
     proc = run(
         [
             sys.executable,
@@ -424,14 +433,14 @@ def spacy_train(config: str, model: Path, train: Path, out: Path) -> str:
             "--components.hf_token_tagger.model",
             model,
             "--training.max_steps",
-            "6",
+            str(max_steps),
             "--training.eval_frequency",
-            "3",
-            # 25 sentences in batches of 8: the 6 steps really happen (not 3 epochs of 1).
-            "--training.max_epochs",
-            "0",
+            str(eval_frequency),
+            # 25 sentences of about 8 words in batches of at most 60 words.
             "--training.batcher.size",
-            "8",
+            "60",
+            "--training.optimizer.learn_rate.initial_rate",
+            str(learn_rate),
         ],
         cwd=REPO,
     )
@@ -440,6 +449,36 @@ def spacy_train(config: str, model: Path, train: Path, out: Path) -> str:
 
 def logged_steps(stdout: str) -> List[int]:
     return [int(m.group(1)) for m in re.finditer(r"^\s*\d+\s+(\d+)\s+[\d.]+", stdout, re.M)]
+
+
+def logged_ents_f(stdout: str) -> List[float]:
+    """The ENTS_F column of spaCy's table rows (E, #, LOSS, ENTS_F, ...), as a fraction."""
+    rows = re.finditer(r"^\s*\d+\s+\d+\s+[\d.]+\s+([\d.]+)", stdout, re.M)
+    return [float(m.group(1)) / 100 for m in rows]
+
+
+def write_multi_sentence_corpus(path: Path, per_doc: int) -> None:
+    """The training sentences, `per_doc` to a Doc with sentence starts, as
+    `spacy convert -n N` writes them."""
+    nlp = spacy.blank("en")
+    sentences = training_sentences()
+    db = DocBin()
+    for i in range(0, len(sentences), per_doc):
+        words, spaces, starts, ents = [], [], [], []
+        for text, spans in sentences[i : i + per_doc]:
+            doc = nlp.make_doc(text)
+            base = len(words)
+            words += [t.text for t in doc]
+            spaces += [bool(t.whitespace_) for t in doc[:-1]] + [True]
+            starts += [t.i == 0 for t in doc]
+            ents += [
+                (base + sp.start, base + sp.end, label)
+                for sp, label in ((doc.char_span(s, e), label) for s, e, label in spans)
+            ]
+        doc = Doc(nlp.vocab, words=words, spaces=spaces, sent_starts=starts)
+        doc.ents = [Span(doc, s, e, label=label) for s, e, label in ents]
+        db.add(doc)
+    db.to_disk(path)
 
 
 @pytest.mark.slow
@@ -458,6 +497,41 @@ def test_spacy_train_ner_config(tiny_models, tmp_path):
     assert all(t._.hf_bio is not None and t._.hf_score is not None for t in doc)
     assert "hf_ents" in doc.spans
     assert [t._.hf_bio[2:] for t in doc if t.ent_type_] == [t.ent_type_ for t in doc if t.ent_type_]
+
+
+@pytest.mark.slow
+def test_spacy_train_on_multi_sentence_docs_evaluates_the_final_step(tiny_models, tmp_path):
+    """Docs of 5 sentences; 8 steps (0-7) with evaluations at 0, 3, 6: the logger
+    scores step 7 too, and model-best holds the best of all four."""
+    corpus = tmp_path / "train.spacy"
+    write_multi_sentence_corpus(corpus, per_doc=5)
+    assert len(DocBin().from_disk(corpus)) == 5
+    stdout = spacy_train(
+        "configs/train_ner.cfg",
+        tiny_models("wordpiece-cased"),
+        corpus,
+        tmp_path,
+        max_steps=7,
+        learn_rate=3e-3,
+    )
+    assert logged_steps(stdout) == [0, 3, 6], stdout
+    final = re.search(
+        r"Final weights \(step 7, [^)]*\): score [\d.]+\s+\(ents_f ([\d.]+)", stdout
+    )
+    assert final, stdout
+    scores = [*logged_ents_f(stdout), float(final.group(1))]
+    best_meta = json.loads((tmp_path / "model-best" / "meta.json").read_text("utf8"))
+    last_meta = json.loads((tmp_path / "model-last" / "meta.json").read_text("utf8"))
+    assert best_meta["performance"]["ents_f"] == pytest.approx(max(scores), abs=1e-4)
+    assert last_meta["performance"]["ents_f"] == pytest.approx(scores[-1], abs=1e-4)
+    weights = "hf_token_tagger/model/model.safetensors"
+    same = (tmp_path / "model-best" / weights).read_bytes() == (
+        tmp_path / "model-last" / weights
+    ).read_bytes()
+    if same:
+        assert scores[-1] >= max(scores[:-1]) - 1e-4, (scores, stdout)
+    else:
+        assert scores[-1] <= max(scores[:-1]) + 1e-4, (scores, stdout)
 
 
 @pytest.mark.slow
@@ -489,12 +563,8 @@ DEMO_OVERRIDES = [
     "40",
     "--vars.dev_limit",
     "10",
-    "--vars.epochs",
-    "1",
-    "--vars.total_steps",
+    "--vars.max_steps",
     "4",
-    "--vars.warmup_steps",
-    "1",
     "--vars.eval_frequency",
     "2",
 ]
@@ -529,7 +599,7 @@ def test_demo_workflow_trains_evaluates_and_annotates(demo_run):
     project, proc = demo_run
     output = f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
     # The overrides reached the commands.
-    assert "--training.optimizer.learn_rate.total_steps 4" in proc.stdout, output
+    assert "--training.max_steps 4" in proc.stdout, output
     assert (project / "corpus" / "train.spacy").is_file(), output
     assert len(DocBin().from_disk(project / "corpus" / "train.spacy")) == 40
     assert (project / "training" / "demo" / "model-best" / "hf_token_tagger" / "cfg.json").is_file()
