@@ -11,6 +11,7 @@ holds the settings and the loaded model, and is a `TrainablePipe`, so `spacy
 train` fine-tunes it through the same encoding and alignment inference uses.
 """
 
+import threading
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -27,6 +28,7 @@ from thinc.api import Model, Optimizer
 from . import hf, training
 from .alignment import AGGREGATIONS, aggregate_token_probs
 from .batch import BatchPrediction, EncodedBatch
+from .coalescing import Coalescer
 from .decoding import predict_entities, predict_tags, split_by_doc, tag_name_map
 from .forward import encode_docs, model_batches, piece_probabilities
 from .labels import LabelScheme, map_types
@@ -89,6 +91,7 @@ def make_hf_token_tagger(
     errors: str,
     label_all_pieces: bool,
     mixed_precision: str,
+    thread_batch_wait_ms: float,
     scorer: Optional[Callable],
 ) -> "HFTokenTagger":
     """Build the component. The model itself loads lazily, on first use or
@@ -115,6 +118,7 @@ def make_hf_token_tagger(
         errors=errors,
         label_all_pieces=label_all_pieces,
         mixed_precision=mixed_precision,
+        thread_batch_wait_ms=thread_batch_wait_ms,
         scorer=scorer,
     )
 
@@ -155,6 +159,7 @@ class HFTokenTagger(TrainablePipe):
         errors: str = "warn",
         label_all_pieces: bool = False,
         mixed_precision: str = "auto",
+        thread_batch_wait_ms: float = 2.0,
         scorer: Optional[Callable] = None,
     ) -> None:
         register_extensions()
@@ -182,6 +187,7 @@ class HFTokenTagger(TrainablePipe):
             "errors": errors,
             "label_all_pieces": label_all_pieces,
             "mixed_precision": mixed_precision,
+            "thread_batch_wait_ms": thread_batch_wait_ms,
             "resolved_commit": None,
         }
         validate_settings(self.cfg, AGGREGATIONS)
@@ -191,6 +197,15 @@ class HFTokenTagger(TrainablePipe):
         self._loaded: Optional[LoadedModel] = None
         self._torch_step: Optional[training.TorchStep] = None
         self.counters: Counter = Counter()
+        # One pipeline may serve many threads: the model loads once, one
+        # forward pass runs at a time (each uses every core), and concurrent
+        # `nlp(text)` calls are annotated as one batch.
+        self._load_lock = threading.Lock()
+        self._forward_lock = threading.Lock()
+        self._counters_lock = threading.Lock()
+        self._coalescer: Coalescer[Doc] = Coalescer(
+            self._annotate, wait=float(self.cfg["thread_batch_wait_ms"]) / 1000.0
+        )
 
     # --------------------------------------------------------------------- model
 
@@ -229,12 +244,16 @@ class HFTokenTagger(TrainablePipe):
         return list(resolved)
 
     def _ensure_loaded(self) -> LoadedModel:
-        if self._loaded is None:
-            source = load_source(
-                self.cfg["model"], self.cfg["revision"], self._dtype, require_head=True
-            )
-            self.cfg["resolved_commit"] = source.resolved_commit
-            self._install(source.model, source.tokenizer)
+        loaded = self._loaded
+        if loaded is not None:
+            return loaded
+        with self._load_lock:
+            if self._loaded is None:
+                source = load_source(
+                    self.cfg["model"], self.cfg["revision"], self._dtype, require_head=True
+                )
+                self.cfg["resolved_commit"] = source.resolved_commit
+                self._install(source.model, source.tokenizer)
         assert self._loaded is not None
         return self._loaded
 
@@ -247,6 +266,19 @@ class HFTokenTagger(TrainablePipe):
         self._torch_step = None
 
     # ------------------------------------------------------------------ predict
+
+    def __call__(self, doc: Doc) -> Doc:
+        """Annotate one doc; docs of concurrent calls from other threads go into
+        the same batch (see `coalescing`)."""
+        error_handler = self.get_error_handler()
+        try:
+            return self._coalescer.submit(doc)
+        except Exception as error:
+            error_handler(self.name, self, [doc], error)
+            return doc
+
+    def _annotate(self, docs: Sequence[Doc]) -> None:
+        self.set_annotations(docs, self.predict(docs))
 
     def _encode(self, docs: Sequence[Doc]) -> EncodedBatch:
         """Tokenize docs into pieces and align the pieces to the docs' spaCy tokens."""
@@ -262,7 +294,8 @@ class HFTokenTagger(TrainablePipe):
         batches = model_batches(
             loaded, encoded, self.cfg["batch_size"], self.cfg["max_batch_subwords"]
         )
-        piece_probs = piece_probabilities(loaded, encoded, batches)
+        with self._forward_lock:
+            piece_probs = piece_probabilities(loaded, encoded, batches)
         alignment = encoded.alignment
         token_probs = aggregate_token_probs(
             piece_probs, alignment, self.cfg["aggregation"], loaded.continuation
@@ -287,7 +320,7 @@ class HFTokenTagger(TrainablePipe):
             self._write_entities(docs, predictions)
         else:
             self._write_tags(docs, predictions)
-        self.counters["docs"] += len(docs)
+        self._count(docs=len(docs))
 
     def _write_entities(self, docs: List[Doc], predictions: BatchPrediction) -> None:
         """Decode the batch's spans once, then write each doc; count and report
@@ -312,6 +345,7 @@ class HFTokenTagger(TrainablePipe):
             doc_starts=encoded.doc_starts,
         )
         lost = 0
+        counts: Counter = Counter()
         examples: List[str] = []
         for i, (doc, doc_prediction) in enumerate(
             zip(docs, split_by_doc(prediction, encoded.token_bounds))
@@ -324,14 +358,15 @@ class HFTokenTagger(TrainablePipe):
                 overwrite_ents=bool(self.cfg["overwrite_ents"]),
                 token_idx=encoded.token_idx[bounds[i] : bounds[i + 1]],
             )
-            self.counters["ents_conflicts"] += len(report.conflicts)
-            self.counters["ents_replaced"] += report.replaced
+            counts["ents_conflicts"] += len(report.conflicts)
+            counts["ents_replaced"] += report.replaced
             if report.conflicts and spans_key is None:
                 lost += len(report.conflicts)
                 for start, end, label in report.conflicts[:3]:
                     examples.append(f"{doc[start:end].text!r} ({label})")
-        self.counters["ents_below_threshold"] += below
-        self.counters["ents_lost"] += lost
+        counts["ents_below_threshold"] += below
+        counts["ents_lost"] += lost
+        self._count(**counts)
         if lost:
             self._report_lost(lost, examples)
 
@@ -347,6 +382,11 @@ class HFTokenTagger(TrainablePipe):
             write_tags(
                 doc, tags[lo:hi], scores[lo:hi], attrs=attrs, token_idx=encoded.token_idx[lo:hi]
             )
+
+    def _count(self, **increments: int) -> None:
+        """Add to `counters` (from any thread)."""
+        with self._counters_lock:
+            self.counters.update(increments)
 
     def _report_lost(self, lost: int, examples: List[str]) -> None:
         message = (
@@ -427,7 +467,7 @@ class HFTokenTagger(TrainablePipe):
             batch_size=self.cfg["batch_size"],
             max_batch_subwords=self.cfg["max_batch_subwords"],
         )
-        self.counters["train_unknown_labels"] += unknown
+        self._count(train_unknown_labels=unknown)
         return batches
 
     def finish_update(self, sgd: Optimizer) -> None:

@@ -77,7 +77,8 @@ def piece_probabilities(
     piece_bounds = encoded.piece_bounds.tolist()
     n_prefix = len(loaded.special.prefix)
     model = loaded.model
-    model.eval()
+    if model.training:  # only if someone switched it: eval() walks every module
+        model.eval()
     with torch.inference_mode():
         for members, inputs in batches:
             logits = model(**inputs).logits

@@ -482,11 +482,9 @@ def special_tokens(tokenizer: Any) -> SpecialTokens:
 
     Read from the tokenizer's post-processor by encoding a probe, so every
     family (BERT [CLS]/[SEP], RoBERTa <s>/</s>, none at all) is handled alike.
+    `prepare_for_encoding` must have run on the tokenizer.
     """
-    backend = tokenizer.backend_tokenizer
-    backend.no_truncation()
-    backend.no_padding()
-    encoding = backend.encode("a", add_special_tokens=True)
+    encoding = tokenizer.backend_tokenizer.encode("a", add_special_tokens=True)
     mask = list(encoding.special_tokens_mask)
     ids = list(encoding.ids)
     content = [i for i, m in enumerate(mask) if not m]
@@ -510,17 +508,28 @@ class EncodedText:
     offsets: np.ndarray
 
 
-def encode_texts(tokenizer: Any, texts: Sequence[str]) -> List[EncodedText]:
-    """Tokenize whole texts, no truncation, offsets in characters.
+def prepare_for_encoding(tokenizer: Any) -> None:
+    """Switch off the backend's own truncation and padding, once, at load time.
 
-    Uses the Rust backend directly: one parallel call for the batch, and no
-    "sequence longer than the maximum" warnings, since windows come later.
+    Windows come later, so whole texts are tokenized. Changing these settings
+    mutates the Rust tokenizer; doing it per call made concurrent callers fail
+    with "Already borrowed". After this, encoding only reads the tokenizer,
+    which any number of threads may do at once.
     """
     backend = tokenizer.backend_tokenizer
     backend.no_truncation()
     backend.no_padding()
+
+
+def encode_texts(tokenizer: Any, texts: Sequence[str]) -> List[EncodedText]:
+    """Tokenize whole texts, no special tokens, offsets in characters.
+
+    Uses the Rust backend directly (one parallel call for the batch, and no
+    "sequence longer than the maximum" warnings); `prepare_for_encoding` must
+    have run on the tokenizer.
+    """
     # No lone surrogates can reach here: spaCy cannot store them in a Doc.
-    encodings = backend.encode_batch(list(texts), add_special_tokens=False)
+    encodings = tokenizer.backend_tokenizer.encode_batch(list(texts), add_special_tokens=False)
     out = []
     for encoding in encodings:
         ids = np.asarray(encoding.ids, dtype=np.int64)

@@ -98,6 +98,7 @@ def install(
     scheme = read_label_scheme(model.config.id2label)
     model.to(device=device, dtype=dtype)
     model.eval()
+    hf.prepare_for_encoding(tokenizer)
     special = hf.special_tokens(tokenizer)
     content, stride = window_size(tokenizer, model, special, cfg)
     return LoadedModel(

@@ -36,6 +36,7 @@ DEFAULT_CONFIG: Dict[str, Any] = {
     "errors": "warn",
     "label_all_pieces": False,
     "mixed_precision": "auto",
+    "thread_batch_wait_ms": 2.0,
     "scorer": {"@scorers": "spacy_hf_tagger.scorer.v1"},
 }
 
@@ -85,6 +86,12 @@ def validate_settings(cfg: Mapping[str, Any], aggregations: tuple) -> None:
         )
     if not cfg["spans_key"]:
         raise ConfigError("spans_key must be a non-empty string.")
+    wait = cfg["thread_batch_wait_ms"]
+    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= 1000:
+        raise ConfigError(
+            f"thread_batch_wait_ms={wait!r} must be a number of milliseconds from 0 to 1000 "
+            "(how long concurrent calls wait for each other before a batch starts)."
+        )
 
 
 def is_upos(scheme: LabelScheme) -> bool:
