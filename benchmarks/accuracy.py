@@ -58,8 +58,11 @@ STRATEGIES = ("first", "average", "max", "simple")
 # The model's quality on gold words (its README); the reference must reproduce it.
 REFERENCE_F1 = 86.39
 REFERENCE_TOLERANCE = 0.05
-# Our bar: F1 gap to the reference, on spaced and on natural text.
+# Our bar: F1 gap to the reference, on spaced and on natural text; documents
+# whose sentences are joined by spaces rely on a sentencizer, which misses some
+# boundaries (headlines without a full stop), so their bar is wider.
 MAX_GAP = 0.5
+MAX_GAP_SENTENCIZED = 1.0
 
 
 # ----------------------------------------------------------------- systems (shared)
@@ -349,6 +352,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="one text per sentence (default) or per document",
     )
     ap.add_argument(
+        "--join",
+        default="newline",
+        choices=("newline", "space"),
+        help='with --unit documents: sentences joined by "\\n" (default) or " "',
+    )
+    ap.add_argument(
+        "--sentencizer",
+        action="store_true",
+        help="put spaCy's sentencizer before our component (sentence boundaries from it)",
+    )
+    ap.add_argument(
+        "--context",
+        default=None,
+        choices=("sentence", "document"),
+        help="our component's context setting (default: its own default)",
+    )
+    ap.add_argument(
         "--strategies",
         default=",".join(STRATEGIES),
         help="transformers aggregation strategies to run",
@@ -392,13 +412,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     n_sent = sum(len(d) for d in docs)
     n_words = sum(len(s) for d in docs for s in d)
     texts_by_style: Dict[str, List[RenderedText]] = {
-        style: render_texts(docs, style, args.unit) for style in styles
+        style: render_texts(docs, style, args.unit, "\n" if args.join == "newline" else " ")
+        for style in styles
     }
     first = texts_by_style[styles[0]]
     print(
         f"data {args.data}: {len(docs)} documents, {n_sent} sentences, {n_words} words, "
         f"{len(gold_spans(first))} gold entities; {len(first)} texts (one per "
-        f"{args.unit[:-1]})"
+        f"{args.unit[:-1]}"
+        + (f", sentences joined by {args.join}" if args.unit == "documents" else "")
+        + (", sentencizer before ours" if args.sentencizer else "")
+        + ")"
     )
     print(f"model {args.model}\n")
 
@@ -430,10 +454,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             for style in styles:
                 rows.append(Row("ours (hf_token_tagger)", style, None, 0.0, reason))
         else:
-            nlp = make_ours(args.model)
+            nlp = make_ours(args.model, {"context": args.context} if args.context else None)
+            if args.sentencizer:
+                nlp.add_pipe("sentencizer", first=True)
             list(nlp.pipe(["Warm up in Paris."]))  # loads the model outside the timing
             cfg = ours_config(nlp)
-            note = ", ".join(f"{k}={cfg[k]}" for k in ("stride", "aggregation") if k in cfg)
+            note = ", ".join(
+                f"{k}={cfg[k]}" for k in ("context", "stride", "aggregation") if k in cfg
+            )
             for style in styles:
                 texts = texts_by_style[style]
                 pred, secs = timed(lambda texts=texts: spacy_pipe_spans(nlp, texts))
@@ -507,6 +535,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     flags: List[str] = []
     by = {(r.system, r.style): r for r in rows}
     full = args.limit is None and Path(args.data).name == "eng.testb"
+    spaced_documents = args.unit == "documents" and args.join == "space" and args.sentencizer
     for style in styles:
         ref = by.get(("ref (gold words, first)", style))
         ours = by.get(("ours (hf_token_tagger)", style))
@@ -526,8 +555,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(f"[{style}] gap ref - ours: n/a ({ours.note})")
             else:
                 gap = ref.f1 - ours.f1  # type: ignore[operator]
-                verdict = "PASS" if gap <= MAX_GAP else "FAIL"
-                print(f"[{style}] gap ref - ours: {gap:+.2f} F1 (bar <= {MAX_GAP}): {verdict}")
+                bar = MAX_GAP_SENTENCIZED if spaced_documents else MAX_GAP
+                verdict = "PASS" if gap <= bar else "FAIL"
+                print(f"[{style}] gap ref - ours: {gap:+.2f} F1 (bar <= {bar}): {verdict}")
                 if verdict == "FAIL":
                     flags.append(f"{style}: ours is {gap:.2f} F1 below the reference")
         for peer in (trf, shp):

@@ -240,8 +240,10 @@ class RenderedText:
         return sum(len(words) for words, _ in self.sentences)
 
 
-def render_sentence_group(sentences: Sequence[Sentence], style: Style) -> RenderedText:
-    """Render sentences into one text, one sentence per line (joined by ``"\\n"``)."""
+def render_sentence_group(
+    sentences: Sequence[Sentence], style: Style, sep: str = "\n"
+) -> RenderedText:
+    """Render sentences into one text joined by ``sep`` (default one sentence per line)."""
     lines: list[str] = []
     sent_info: list[tuple[tuple[str, ...], tuple[tuple[int, int], ...]]] = []
     gold: list[Span] = []
@@ -254,14 +256,17 @@ def render_sentence_group(sentences: Sequence[Sentence], style: Style) -> Render
         for start, end, label in decode_spans([t for _, t in sent]):
             gold.append((shifted[start][0], shifted[end - 1][1], label))
         lines.append(line)
-        base += len(line) + 1
-    return RenderedText(text="\n".join(lines), sentences=tuple(sent_info), gold=tuple(gold))
+        base += len(line) + len(sep)
+    return RenderedText(text=sep.join(lines), sentences=tuple(sent_info), gold=tuple(gold))
 
 
-def render_texts(docs: Sequence[Document], style: Style, unit: Unit) -> list[RenderedText]:
-    """One text per document (231 for eng.testb) or one per sentence (3,453)."""
+def render_texts(
+    docs: Sequence[Document], style: Style, unit: Unit, sep: str = "\n"
+) -> list[RenderedText]:
+    """One text per document (231 for eng.testb; sentences joined by ``sep``) or
+    one per sentence (3,453)."""
     if unit == "documents":
-        return [render_sentence_group(doc, style) for doc in docs]
+        return [render_sentence_group(doc, style, sep) for doc in docs]
     if unit == "sentences":
         return [render_sentence_group([sent], style) for doc in docs for sent in doc]
     raise ValueError(f"unknown unit {unit!r}: use one of {UNITS}")

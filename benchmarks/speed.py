@@ -1,16 +1,18 @@
 """Words per second on CPU: our component versus the bare model and peers, in one process.
 
-For each workload (the 231 CoNLL-2003 test documents as texts, sentences joined by
-"\\n"; or the 3,453 sentences as texts; spaced rendering) this times, with the
-same model:
+For each workload (``documents``: the 231 CoNLL-2003 test documents as texts,
+sentences joined by "\\n"; ``sentences``: the 3,453 sentences as texts;
+``long``: one text of all test documents, repeated up to 50,000 words; spaced
+rendering) this times, with the same model:
 
 * ``floor``: the bare model forward (``torch.inference_mode``, fp32) over the
-  windows our component would see: each text tokenized without special tokens,
-  cut into windows of at most ``max_length - 2`` subwords overlapping by at least
-  ``--stride`` (the component's plan: the last window ends at the text's end),
-  plus [CLS]/[SEP], sorted by length, padded batches of ``--batch-size`` windows.
-  Its words/s counts the forward passes only; the total including tokenization
-  and batching is printed too;
+  windows our component would see: each line of each text (our default
+  context, "sentence"; with ``--context document`` each text) tokenized without
+  special tokens, cut into windows of at most ``max_length - 2`` subwords
+  overlapping by at least ``--stride`` (the component's plan: the last window
+  ends at the text's end), plus [CLS]/[SEP], sorted by length, padded batches of
+  ``--batch-size`` windows. Its words/s counts the forward passes only; the
+  total including tokenization and batching is printed too;
 * ``ours``: ``nlp.pipe(texts)`` with ``spacy.blank("en")`` + ``hf_token_tagger``
   (includes spaCy's tokenizer);
 * ``transformers``: ``pipeline("token-classification", aggregation_strategy="first",
@@ -20,9 +22,11 @@ same model:
 
 Words are CoNLL tokens. Each system is warmed up on a few texts first; with
 ``--repeat N`` the systems are timed round-robin N times and the best time is
-kept. Bars: ours >= 0.85x floor, >= 1.5x transformers, > spacy-hf-pipelines.
+kept. Bars: ours >= 0.85x floor, >= 1.5x transformers, > spacy-hf-pipelines;
+and a word of the long document costs ours <= 1.15x a word of the sentences.
 
     python benchmarks/speed.py --workload both --repeat 3
+    python benchmarks/speed.py --workload all --only floor,ours
     python benchmarks/speed.py --workload sentences --limit 40 --only floor,transformers
 """
 
@@ -53,6 +57,9 @@ from conll import UNITS, read_conll, render_texts
 SYSTEMS = ("floor", "ours", "transformers", "shp")
 BAR_FLOOR = 0.85
 BAR_TRANSFORMERS = 1.5
+BAR_LONG = 1.15
+LONG_WORDS = 50_000
+WORKLOADS = (*UNITS, "long")
 # Config keys of our component worth printing next to its timing.
 OURS_KEYS = (
     "device",
@@ -123,9 +130,17 @@ def pad_batches(windows: Sequence[Sequence[int]], batch_size: int, pad_id: int) 
 
 
 class Floor:
-    """The bare model forward over our component's windows."""
+    """The bare model forward over our component's windows (per line, with
+    `split_lines`: our "sentence" context on texts with no sentence component)."""
 
-    def __init__(self, model_path: str, max_length: int, stride: int, batch_size: int) -> None:
+    def __init__(
+        self,
+        model_path: str,
+        max_length: int,
+        stride: int,
+        batch_size: int,
+        split_lines: bool = True,
+    ) -> None:
         from transformers import AutoModelForTokenClassification, AutoTokenizer
 
         self.tok = AutoTokenizer.from_pretrained(model_path)
@@ -133,11 +148,15 @@ class Floor:
         self.max_length = max_length
         self.stride = stride
         self.batch_size = batch_size
+        self.split_lines = split_lines
         self.last_prep_s = 0.0
         self.n_windows = 0
         self.n_subwords = 0
 
     def prepare(self, texts: Sequence[str]) -> list:
+        if self.split_lines:
+            texts = [line.strip() for text in texts for line in text.splitlines()]
+            texts = [line for line in texts if line]
         ids = self.tok(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
         windows = make_windows(
             ids, self.max_length, self.stride, self.tok.cls_token_id, self.tok.sep_token_id
@@ -263,7 +282,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="CoNLL-2003 file (eng.testb)")
     ap.add_argument("--model", default=str(DEFAULT_MODEL), help="HF token-classification model")
-    ap.add_argument("--workload", default="both", choices=(*UNITS, "both"))
+    ap.add_argument(
+        "--workload",
+        default="both",
+        choices=(*WORKLOADS, "both", "all"),
+        help="both = documents and sentences; all = also the 50,000-word document",
+    )
+    ap.add_argument(
+        "--context",
+        default=None,
+        choices=("sentence", "document"),
+        help="our component's context setting (default: its own default, sentence)",
+    )
     ap.add_argument("--limit", type=int, default=None, help="use only the first N documents")
     ap.add_argument("--repeat", type=int, default=1, help="time N rounds, keep the best")
     ap.add_argument(
@@ -330,7 +360,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if reason is not None:
             print(f"ours: n/a ({reason})")
         else:
-            nlp = make_ours(args.model)
+            nlp = make_ours(args.model, {"context": args.context} if args.context else None)
             ocfg = ours_config(nlp)
             notes["ours"] = ", ".join(f"{k}={ocfg[k]}" for k in OURS_KEYS if k in ocfg)
             if stride is None and isinstance(ocfg.get("stride"), int):
@@ -338,7 +368,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             runners["ours"] = lambda texts, nlp=nlp: _consume(nlp.pipe(texts))
     if stride is None:
         stride = default_stride(max_length)
-    floor = Floor(args.model, max_length, stride, args.batch_size) if "floor" in systems else None
+    floor = (
+        Floor(args.model, max_length, stride, args.batch_size, args.context != "document")
+        if "floor" in systems
+        else None
+    )
     if "transformers" in systems:
         pipe = make_hf_pipeline(args.model, "first", stride)
         runners["transformers"] = lambda texts, pipe=pipe: _consume(
@@ -357,18 +391,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     docs = read_conll(args.data)
     if args.limit is not None:
         docs = docs[: args.limit]
-    workloads = UNITS if args.workload == "both" else (args.workload,)
+    workloads = {"both": UNITS, "all": WORKLOADS}.get(args.workload, (args.workload,))
     fails: List[str] = []
+    per_word: Dict[str, float] = {}
     t_all = time.perf_counter()
     for unit in workloads:
-        rendered = render_texts(docs, "spaced", unit)
-        texts = [t.text for t in rendered]
-        words = sum(t.n_words for t in rendered)
+        texts, words = workload_texts(docs, unit)
         print(f"\n-- workload {unit}: {len(texts)} texts, {words} words", flush=True)
         timings = run_workload(unit, texts, words, runners, floor, args.repeat, args.warmup)
         for s, t in timings.items():
             t.note = notes.get(s, "forward only, fp32, inference_mode" if s == "floor" else "")
         fails += report(unit, len(texts), words, timings, floor)
+        if "ours" in timings:
+            per_word[unit] = timings["ours"].best_s / words
+    if "long" in per_word and "sentences" in per_word:
+        ratio = per_word["long"] / per_word["sentences"]
+        verdict = "PASS" if ratio <= BAR_LONG else "FAIL"
+        print(
+            f"\nours, a word of the long document / a word of the sentences: {ratio:.2f}x "
+            f"(bar <= {BAR_LONG}x): {verdict}"
+        )
+        if verdict == "FAIL":
+            fails.append(f"long document: {ratio:.2f}x the per-word time of sentences")
     if "ours" not in runners:
         verdict = "n/a (our component did not run)"
     else:
@@ -378,6 +422,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"  - {f}")
     print(f"total time {time.perf_counter() - t_all:.1f}s")
     return 1 if fails else 0
+
+
+def workload_texts(docs, unit: str) -> tuple[List[str], int]:
+    """The texts of a workload and their number of CoNLL words."""
+    if unit != "long":
+        rendered = render_texts(docs, "spaced", unit)
+        return [t.text for t in rendered], sum(t.n_words for t in rendered)
+    rendered = render_texts(docs, "spaced", "documents")
+    lines: List[str] = []
+    words = 0
+    while words < LONG_WORDS:
+        for t in rendered:
+            lines.append(t.text)
+            words += t.n_words
+            if words >= LONG_WORDS:
+                break
+    return ["\n".join(lines)], words
 
 
 def _consume(it) -> None:

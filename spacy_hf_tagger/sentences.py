@@ -25,6 +25,7 @@ def line_break_starts(
     token_starts: np.ndarray,
     token_ends: np.ndarray,
     doc_starts: Optional[np.ndarray] = None,
+    is_space: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """True on each token that begins a new line: a line break lies between it
     and the last non-whitespace token before it (in the same doc).
@@ -32,7 +33,8 @@ def line_break_starts(
     Whitespace tokens never begin a line; they stay with the text before them.
     `doc_starts` marks the first token of each doc when several docs' tokens
     are numbered as one sequence (`batch.EncodedBatch`); their chars are then
-    offsets into the joined `text`.
+    offsets into the joined `text`. `is_space` is `whitespace_mask(text)`, when
+    already at hand.
     """
     n = len(token_starts)
     out = np.zeros(n, dtype=bool)
@@ -40,7 +42,7 @@ def line_break_starts(
         return out
     chars = codepoints(text)
     breaks = np.r_[0, np.cumsum(np.isin(chars, _LINE_BREAK_CODES))]
-    spaces = np.r_[0, np.cumsum(whitespace_mask(text))]
+    spaces = np.r_[0, np.cumsum(whitespace_mask(text) if is_space is None else is_space)]
     length = token_ends - token_starts
     solid = (spaces[token_ends] - spaces[token_starts]) < length
     first = np.zeros(n, dtype=bool) if doc_starts is None else np.array(doc_starts, dtype=bool)

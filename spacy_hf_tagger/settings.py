@@ -14,6 +14,7 @@ from .labels import UPOS_TAGS, LabelScheme
 
 ANNOTATE_CHOICES = ("ents", "spans", "tag", "pos")
 ERROR_POLICIES = ("raise", "warn", "ignore")
+CONTEXTS = ("sentence", "document")
 MIXED_PRECISION_CHOICES = ("auto", "float32", "bfloat16", "float16")
 
 DEFAULT_CONFIG: Dict[str, Any] = {
@@ -21,6 +22,7 @@ DEFAULT_CONFIG: Dict[str, Any] = {
     "revision": None,
     "device": "auto",
     "dtype": "auto",
+    "context": "sentence",
     "max_length": None,
     "stride": None,
     "batch_size": 32,
@@ -50,6 +52,12 @@ def validate_settings(cfg: Mapping[str, Any], aggregations: tuple) -> None:
     if cfg["aggregation"] not in aggregations:
         raise ConfigError(
             f"aggregation={cfg['aggregation']!r} is not known: use one of {aggregations}."
+        )
+    if cfg["context"] not in CONTEXTS:
+        raise ConfigError(
+            f"context={cfg['context']!r} is not known: use \"sentence\" (the model sees "
+            "each sentence or line alone, as most hub models were trained) or \"document\" "
+            "(windows run across sentences, for models trained on long windows)."
         )
     if cfg["errors"] not in ERROR_POLICIES:
         raise ConfigError(f"errors={cfg['errors']!r} is not known: use one of {ERROR_POLICIES}.")

@@ -11,16 +11,21 @@ padding stays small.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 
-def plan_windows(n_pieces: int, content_length: int, stride: int) -> np.ndarray:
+def plan_windows(
+    n_pieces: int, content_length: int, stride: int, causal: bool = False
+) -> np.ndarray:
     """Window bounds as an (k, 4) array: start, end, keep_start, keep_end.
 
     [start, end) is what the model sees; [keep_start, keep_end) is the part
     whose predictions are kept. The kept parts tile [0, n_pieces) exactly.
+    A piece in an overlap is kept from the window where it has the most
+    context on both sides; for a `causal` (decoder) model, which sees only
+    what comes before, from the earlier window, where it has more of that.
     """
     if content_length < 1:
         raise ValueError(f"content_length must be positive, got {content_length}")
@@ -39,9 +44,12 @@ def plan_windows(n_pieces: int, content_length: int, stride: int) -> np.ndarray:
     starts.append(n_pieces - content_length)
     starts_arr = np.array(sorted(set(starts)), dtype=np.int64)
     ends_arr = starts_arr + content_length
-    # Piece p goes to window i rather than i+1 while its right context in i
-    # (end_i - 1 - p) is at least its left context in i+1 (p - start_{i+1}).
-    cuts = (ends_arr[:-1] - 1 + starts_arr[1:]) // 2 + 1
+    if causal:
+        cuts = ends_arr[:-1]
+    else:
+        # Piece p goes to window i rather than i+1 while its right context in i
+        # (end_i - 1 - p) is at least its left context in i+1 (p - start_{i+1}).
+        cuts = (ends_arr[:-1] - 1 + starts_arr[1:]) // 2 + 1
     keep_starts = np.r_[0, cuts]
     keep_ends = np.r_[cuts, n_pieces]
     return np.stack([starts_arr, ends_arr, keep_starts, keep_ends], axis=1)
@@ -68,12 +76,27 @@ class Window:
 
 
 def make_windows(
-    piece_counts: Sequence[int], content_length: int, stride: int
+    piece_counts: Sequence[int], content_length: int, stride: int, causal: bool = False
 ) -> List[Window]:
     """All windows of all texts, in text order."""
+    return segment_windows(
+        [(i, 0, n) for i, n in enumerate(piece_counts)], content_length, stride, causal
+    )
+
+
+def segment_windows(
+    segments: Sequence[Tuple[int, int, int]],
+    content_length: int,
+    stride: int,
+    causal: bool = False,
+) -> List[Window]:
+    """Windows over segments `(text_index, first piece, end piece)`: a segment
+    that fits is one window; a longer one is cut into overlapping windows
+    that never reach into the next segment."""
     windows: List[Window] = []
-    for text_index, n in enumerate(piece_counts):
-        for start, end, keep_start, keep_end in plan_windows(n, content_length, stride).tolist():
+    for text_index, first, end_piece in segments:
+        plan = plan_windows(end_piece - first, content_length, stride, causal) + first
+        for start, end, keep_start, keep_end in plan.tolist():
             windows.append(Window(text_index, start, end, keep_start, keep_end))
     return windows
 

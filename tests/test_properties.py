@@ -167,20 +167,36 @@ def pipelines(tiny_models: TinyModelFactory) -> Callable[..., Any]:
 # ----------------------------------------------------------------------------- oracles
 
 
+def _line_segments(doc: Doc) -> List[Tuple[int, int]]:
+    """Char ranges the component tokenizes separately: a new one starts at each
+    token with non-whitespace text that has a line break (str.splitlines' set)
+    between it and the previous such token."""
+    solid = [t for t in doc if not t.text.isspace()]
+    starts = [0]
+    for prev, tok in zip(solid, solid[1:]):
+        between = doc.text[prev.idx + len(prev) : tok.idx]
+        if len(("x" + between + "x").splitlines()) > 1:
+            starts.append(tok.idx)
+    return list(zip(starts, [*starts[1:], len(doc.text)]))
+
+
 def _covered_tokens(nlp: Any, doc: Doc) -> List[bool]:
     """Which tokens some subword piece covers, from the tokenizer's offsets trimmed
-    of whitespace (an independent re-statement of the alignment rule)."""
+    of whitespace, each line tokenized on its own (an independent re-statement
+    of the alignment rule)."""
     tokenizer = nlp.get_pipe("hf_token_tagger").tokenizer
     text = doc.text
-    encoding = tokenizer.backend_tokenizer.encode(text, add_special_tokens=False)
     intervals = []
-    for start, end in encoding.offsets:
-        while start < end and text[start].isspace():
-            start += 1
-        while end > start and text[end - 1].isspace():
-            end -= 1
-        if start < end:
-            intervals.append((start, end))
+    for lo, hi in _line_segments(doc):
+        encoding = tokenizer.backend_tokenizer.encode(text[lo:hi], add_special_tokens=False)
+        for start, end in encoding.offsets:
+            start, end = start + lo, end + lo
+            while start < end and text[start].isspace():
+                start += 1
+            while end > start and text[end - 1].isspace():
+                end -= 1
+            if start < end:
+                intervals.append((start, end))
     covered = []
     for token in doc:
         lo, hi = token.idx, token.idx + len(token)
@@ -239,6 +255,10 @@ def _check_invariants(nlp: Any, text: str, doc: Doc) -> None:
         # test_component.py::test_no_entity_boundary_inside_a_piece.)
         assert covered[ent.start] and covered[ent.end - 1]
         assert type(ent._.hf_score) is float and 0.0 <= ent._.hf_score <= 1.0
+    # No entity runs across a line break.
+    line_starts = [lo for lo, _ in _line_segments(doc)[1:]]
+    for ent in ents:
+        assert not any(ent.start_char < lo < ent.end_char for lo in line_starts), ent.text
 
     bio = [t._.hf_bio for t in doc]
     assert all(isinstance(label, str) for label in bio)

@@ -163,4 +163,4 @@ def test_training_entities_align_with_spacy_tokens() -> None:
 
 def test_rejects_unknown_family(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown family"):
-        build_tiny_model("gpt2", tmp_path)
+        build_tiny_model("gpt5", tmp_path)

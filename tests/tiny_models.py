@@ -28,6 +28,8 @@ This module imports no pytest so that it can also be used from scripts and bench
 
 from __future__ import annotations
 
+import copy
+import inspect
 import math
 import unicodedata
 from contextlib import contextmanager
@@ -46,12 +48,24 @@ from tokenizers import (
     processors,
 )
 from transformers import (
+    AlbertConfig,
+    AlbertForTokenClassification,
+    AlbertTokenizerFast,
     BertConfig,
     BertForTokenClassification,
     BertTokenizerFast,
     DebertaV2Config,
     DebertaV2ForTokenClassification,
     DebertaV2TokenizerFast,
+    DistilBertConfig,
+    DistilBertForTokenClassification,
+    ElectraConfig,
+    ElectraForTokenClassification,
+    GPT2Config,
+    GPT2ForTokenClassification,
+    GPT2TokenizerFast,
+    ModernBertConfig,
+    ModernBertForTokenClassification,
     PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerFast,
@@ -64,6 +78,7 @@ from transformers import (
 )
 
 __all__ = [
+    "ARCHITECTURES",
     "FAMILIES",
     "NER_LABELS",
     "build_tiny_model",
@@ -78,6 +93,14 @@ FAMILIES: tuple[str, ...] = (
     "sentencepiece-xlmr",
     "sentencepiece-deberta",
 )
+
+# Architectures beyond the five tokenizer families, each with the tokenizer it is
+# commonly saved with: DistilBERT and ELECTRA next to a BERT WordPiece tokenizer (a
+# fine-tune that reused the base model's tokenizer, which declares token_type_ids
+# their forward refuses), ModernBERT with byte-level BPE and [CLS]/[SEP], ALBERT with
+# SentencePiece Unigram, and GPT-2 for token classification: a decoder, no special
+# tokens, no pad token, byte-level BPE without a prefix space.
+ARCHITECTURES: tuple[str, ...] = ("distilbert", "modernbert", "electra", "albert", "gpt2")
 
 NER_LABELS: list[str] = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
 
@@ -100,6 +123,11 @@ _VOCAB_SIZE = {
     "bpe-roberta": 450,
     "sentencepiece-xlmr": 300,
     "sentencepiece-deberta": 250,
+    "distilbert": 300,
+    "modernbert": 450,
+    "electra": 280,
+    "albert": 300,
+    "gpt2": 450,
 }
 
 _LEARNING_RATE = 3e-3
@@ -596,12 +624,116 @@ def _deberta_tokenizer(family: str, corpus: list[str]) -> PreTrainedTokenizerFas
     )
 
 
+def _byte_bpe_model(
+    tok: Tokenizer, family: str, corpus: list[str], specials: list[str]
+) -> dict[str, int]:
+    """Learn a byte-level BPE vocabulary for `tok` (its pre-tokenizer set) and install it."""
+    words = _pretokenized_words(tok, corpus)
+    word_counts: dict[Word, int] = {}
+    for word in words:
+        word_counts[tuple(word)] = word_counts.get(tuple(word), 0) + 1
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    budget = _VOCAB_SIZE[family] - len(specials) - len(alphabet)
+    merges = _learn_merges(word_counts, budget, _concat)
+    vocab = _bpe_vocab(specials, alphabet, merges, _concat)
+    tok.model = models.BPE(vocab=vocab, merges=merges)
+    tok.decoder = decoders.ByteLevel()
+    return vocab
+
+
+def _modernbert_tokenizer(family: str, corpus: list[str]) -> PreTrainedTokenizerFast:
+    """ModernBERT-style: byte-level BPE (no prefix space), [CLS] $A [SEP], offsets
+    that keep the leading space (trimmed by us), and a generic fast tokenizer class
+    that declares token_type_ids, which ModernBERT's forward does not take."""
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    vocab = _byte_bpe_model(tok, family, corpus, specials)
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    tok.add_special_tokens(specials)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        mask_token="[MASK]",
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+    )
+
+
+def _gpt2_tokenizer(family: str, corpus: list[str]) -> PreTrainedTokenizerFast:
+    """GPT-2: byte-level BPE without a prefix space (the first word has no "Ġ"), no
+    template (no special tokens around a text) and no pad token."""
+    specials = ["<|endoftext|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    _byte_bpe_model(tok, family, corpus, specials)
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    tok.add_special_tokens(specials)
+    return GPT2TokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        add_prefix_space=False,
+    )
+
+
+def _albert_tokenizer(family: str, corpus: list[str]) -> PreTrainedTokenizerFast:
+    """ALBERT: SentencePiece Unigram behind Metaspace (as XLM-R) with [CLS]/[SEP]."""
+    xlmr = _xlmr_tokenizer(family, corpus).backend_tokenizer
+    vocab = [(piece, score) for piece, score in _unigram_pieces(xlmr)]
+    specials = ["<pad>", "<unk>", "[CLS]", "[SEP]"]
+    pieces = [(sp, 0.0) for sp in specials] + [
+        (piece, score) for piece, score in vocab if piece not in ("<s>", "<pad>", "</s>", "<unk>")
+    ]
+    tok = Tokenizer(models.Unigram(vocab=pieces, unk_id=1, byte_fallback=False))
+    tok.normalizer = xlmr.normalizer
+    tok.pre_tokenizer = xlmr.pre_tokenizer
+    tok.decoder = xlmr.decoder
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS]:0 $A:0 [SEP]:0",
+        pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
+    )
+    tok.add_special_tokens([*specials, AddedToken("[MASK]", lstrip=True, special=True)])
+    return AlbertTokenizerFast(
+        tokenizer_object=tok,
+        do_lower_case=False,
+        keep_accents=True,
+        bos_token="[CLS]",
+        eos_token="[SEP]",
+        unk_token="<unk>",
+        sep_token="[SEP]",
+        pad_token="<pad>",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+    )
+
+
+def _unigram_pieces(tok: Tokenizer) -> list[tuple[str, float]]:
+    """(piece, score) of a Unigram tokenizer, in id order."""
+    import json
+
+    return [tuple(item) for item in json.loads(tok.to_str())["model"]["vocab"]]  # type: ignore[misc]
+
+
 _TOKENIZER_BUILDERS: dict[str, Callable[[str, list[str]], PreTrainedTokenizerFast]] = {
     "wordpiece-cased": _wordpiece_tokenizer,
     "wordpiece-uncased": _wordpiece_tokenizer,
     "bpe-roberta": _roberta_tokenizer,
     "sentencepiece-xlmr": _xlmr_tokenizer,
     "sentencepiece-deberta": _deberta_tokenizer,
+    "distilbert": lambda family, corpus: _wordpiece_tokenizer("wordpiece-cased", corpus),
+    "modernbert": _modernbert_tokenizer,
+    "electra": lambda family, corpus: _wordpiece_tokenizer("wordpiece-uncased", corpus),
+    "albert": _albert_tokenizer,
+    "gpt2": _gpt2_tokenizer,
 }
 
 
@@ -665,6 +797,53 @@ def _make_config(
             layer_norm_eps=1e-7,
             **common,
         )
+    if family == "distilbert":
+        return DistilBertConfig(
+            vocab_size=len(tokenizer),
+            dim=_HIDDEN,
+            n_layers=_LAYERS,
+            n_heads=_HEADS,
+            hidden_dim=_INTERMEDIATE,
+            max_position_embeddings=capacity,
+            pad_token_id=tokenizer.pad_token_id,
+            id2label=id2label,
+            label2id=label2id,
+        )
+    if family == "electra":
+        return ElectraConfig(embedding_size=32, max_position_embeddings=capacity, **common)
+    if family == "albert":
+        return AlbertConfig(embedding_size=32, max_position_embeddings=capacity, **common)
+    if family == "modernbert":
+        return ModernBertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=_HIDDEN,
+            num_hidden_layers=_LAYERS,
+            num_attention_heads=_HEADS,
+            intermediate_size=_INTERMEDIATE,
+            max_position_embeddings=capacity,
+            local_attention=16,
+            global_attn_every_n_layers=2,
+            pad_token_id=tokenizer.pad_token_id,
+            cls_token_id=tokenizer.cls_token_id,
+            sep_token_id=tokenizer.sep_token_id,
+            bos_token_id=tokenizer.cls_token_id,
+            eos_token_id=tokenizer.sep_token_id,
+            id2label=id2label,
+            label2id=label2id,
+        )
+    if family == "gpt2":
+        return GPT2Config(
+            vocab_size=len(tokenizer),
+            n_embd=_HIDDEN,
+            n_layer=_LAYERS,
+            n_head=_HEADS,
+            n_inner=_INTERMEDIATE,
+            n_positions=capacity,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            id2label=id2label,
+            label2id=label2id,
+        )
     raise ValueError(f"unknown family {family!r}")
 
 
@@ -674,6 +853,11 @@ _MODEL_CLASSES: dict[str, type[PreTrainedModel]] = {
     "bpe-roberta": RobertaForTokenClassification,
     "sentencepiece-xlmr": XLMRobertaForTokenClassification,
     "sentencepiece-deberta": DebertaV2ForTokenClassification,
+    "distilbert": DistilBertForTokenClassification,
+    "modernbert": ModernBertForTokenClassification,
+    "electra": ElectraForTokenClassification,
+    "albert": AlbertForTokenClassification,
+    "gpt2": GPT2ForTokenClassification,
 }
 
 
@@ -768,6 +952,9 @@ def _train(
     if "O" not in label2id:
         raise ValueError("training needs an 'O' label in the label set")
     data = training_sentences()
+    if tokenizer.pad_token is None:  # GPT-2: pad with any id, the mask hides it
+        tokenizer = copy.deepcopy(tokenizer)
+        tokenizer.pad_token = tokenizer.eos_token
     # Long sentences (or a tiny ``model_max_length``) are cut into overlapping windows
     # exactly as inference would see them, so any usable capacity can still be trained.
     encoded = tokenizer(
@@ -789,10 +976,11 @@ def _train(
         label_rows.append(_piece_labels(text, offsets, special, spans, label2id))
     labels = torch.tensor(label_rows, dtype=torch.long)
     labels[encoded["attention_mask"] == 0] = -100
+    accepted = inspect.signature(model.forward).parameters
     inputs = {
         key: value
         for key, value in encoded.items()
-        if key in ("input_ids", "attention_mask", "token_type_ids")
+        if key in ("input_ids", "attention_mask", "token_type_ids") and key in accepted
     }
     optimizer = torch.optim.AdamW(model.parameters(), lr=_LEARNING_RATE, weight_decay=0.0)
     model.eval()
@@ -830,7 +1018,9 @@ def build_tiny_model(
     arguments give byte-identical files. Returns ``out_dir``.
     """
     if family not in _TOKENIZER_BUILDERS:
-        raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
+        raise ValueError(
+            f"unknown family {family!r}; expected one of {FAMILIES + ARCHITECTURES}"
+        )
     if len(set(labels)) != len(labels) or not labels:
         raise ValueError(f"labels must be non-empty and unique, got {labels!r}")
     if model_max_length is not None and model_max_length < 4:
