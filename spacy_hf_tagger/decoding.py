@@ -88,23 +88,15 @@ def _tie_to_previous(
 
     A tied token is covered only by a piece that began in the previous token,
     so the two share one prediction: O stays O, an entity of type X runs on
-    as I-X (or E-X in a BIOES model when the next token leaves the entity).
+    as I-X. (In a BIOES model it stays I-X even when the next token leaves
+    the entity: decoding closes it there all the same, and an E-X would keep
+    a run of piece-less tokens after it from joining an I-X that follows.)
     """
     label_ids = label_ids.copy()
-    n = len(label_ids)
     for i in np.flatnonzero(tied).tolist():
         if i == 0 or (doc_starts is not None and doc_starts[i]):
             continue
-        type_ = _extend_entity(scheme, label_ids, i - 1, i)
-        if type_ is None or scheme.kind != "bioes":
-            continue
-        last_of_doc = i + 1 >= n or (doc_starts is not None and doc_starts[i + 1])
-        if not last_of_doc and not tied[i + 1]:
-            after = int(label_ids[i + 1])
-            if after < 0 or scheme.types[after] != type_ or scheme.prefixes[after] in "BSO":
-                end = scheme.label_index.get(("E", type_))
-                if end is not None:
-                    label_ids[i] = end
+        _extend_entity(scheme, label_ids, i - 1, i)
     return label_ids
 
 
@@ -162,7 +154,6 @@ def predict_entities(
     n_tokens = len(token_probs)
     if n_tokens == 0:
         return EntityPrediction([], [], []), 0
-    rows = np.arange(n_tokens)
     label_ids = np.where(has_piece, token_probs.argmax(axis=1), scheme.outside_or_none)
     # Tie first: gaps are filled from the labels the tied tokens end up with.
     if tied is not None and tied.any():
@@ -170,11 +161,15 @@ def predict_entities(
     if word_starts is not None and glued_punct is not None:
         label_ids = _apply_words(scheme, label_ids, word_starts, glued_punct)
     label_ids = _fill_gaps(scheme, label_ids, has_piece, doc_starts)
-    # Each token's score is the probability of the label it ends up with;
-    # piece-less tokens have none, and span scores skip them.
-    scores = np.where(
-        has_piece, token_probs[rows, np.maximum(label_ids, 0)].astype(np.float64), np.nan
-    )
+    # Each token's score is the model's probability for the type it ends up
+    # with, whatever the prefix: repair may turn a confident S-X into B-X, and
+    # P(B-X) alone would then understate what the model said about X. O tokens
+    # score P(O). Piece-less tokens have none, and span scores skip them.
+    # Summed row by row (not a matrix product), so a token's score does not
+    # depend on which other docs share its batch.
+    same_type = scheme.type_matrix[np.maximum(label_ids, 0)]
+    type_probs = (token_probs.astype(np.float64) * same_type).sum(axis=1)
+    scores = np.where(has_piece, type_probs, np.nan)
     decoded = decode_spans(scheme, label_ids, scores, doc_starts)
 
     spans: List[Tuple[int, int, str, float]] = []

@@ -74,6 +74,16 @@ class LabelScheme:
             index.setdefault(key, i)
         return index
 
+    @cached_property
+    def type_matrix(self) -> np.ndarray:
+        """[n_labels, n_labels] 0/1: entry (i, j) is 1 when labels i and j share
+        a type (O with O). `probs @ type_matrix` gives, for each label, the
+        probability of its type whatever the prefix."""
+        types = np.array(self.types, dtype=object)
+        if not self.is_entity:
+            return np.eye(len(self.labels), dtype=np.float32)
+        return (types[:, None] == types[None, :]).astype(np.float32)
+
     def begin_to_inside(self) -> np.ndarray:
         """For each label id, the id of the label that continues it.
 

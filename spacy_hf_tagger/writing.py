@@ -32,7 +32,7 @@ class EntityPrediction:
     """Spans to write for one doc, over token indices, with per-token outputs."""
 
     spans: List[Tuple[int, int, str, float]]
-    token_labels: List[str]
+    token_labels: List[Optional[str]]
     token_scores: List[Optional[float]]
 
 
@@ -59,12 +59,22 @@ def write_entities(
     losing prediction is reported; with True the prediction wins and the
     existing entities it overlaps are removed. `token_idx` (the tokens'
     char offsets, `doc.to_array("IDX")`) may be passed when already at hand.
+
+    Our extensions describe what the component wrote. `span._.hf_score` is
+    set on the predictions that are in `doc.ents` (or, when entities are not
+    written, in the spans group); a prediction that lost to an earlier
+    component keeps its score only in the group's `attrs["scores"]` (span
+    extensions are keyed by character offsets, so a score on it would show on
+    the rule's entity over the same characters). Tokens of an entity another
+    component set get `hf_bio`/`hf_score` None: the model's view of them is
+    in the spans group.
     """
     report = WriteReport()
     spans = [Span(doc, s, e, label=label) for s, e, label, _ in prediction.spans]
     scores = [score for *_, score in prediction.spans]
-    for span, score in zip(spans, scores):
-        span._.set(SCORE_ATTR, float(score))
+    labels = prediction.token_labels
+    token_scores = prediction.token_scores
+    written = spans
     if set_ents:
         existing = list(doc.ents)
         taken = np.zeros(len(doc), dtype=bool)
@@ -79,20 +89,34 @@ def write_entities(
                 taken[ent.start : ent.end] = True
             same = {(ent.start, ent.end, ent.label_) for ent in existing}
             final = list(existing)
+            written = []
             for span in spans:
                 if (span.start, span.end, span.label_) in same:
-                    continue  # the earlier component already says the same
-                if taken[span.start : span.end].any():
+                    written.append(span)  # the earlier component already says the same
+                elif taken[span.start : span.end].any():
                     report.conflicts.append((span.start, span.end, span.label_))
                 else:
                     final.append(span)
+                    written.append(span)
+            kept = existing
         final.sort(key=lambda s: s.start)
         doc.set_ents(final, default="outside")
+        ours = {(s.start, s.end) for s in written}
+        others = [ent for ent in kept if (ent.start, ent.end) not in ours]
+        if others:
+            labels, token_scores = list(labels), list(token_scores)
+            for ent in others:
+                labels[ent.start : ent.end] = [None] * (ent.end - ent.start)
+                token_scores[ent.start : ent.end] = [None] * (ent.end - ent.start)
+    written_ids = {id(span) for span in written}
+    for span, score in zip(spans, scores):
+        if id(span) in written_ids:
+            span._.set(SCORE_ATTR, float(score))
     if spans_key is not None:
         group = SpanGroup(doc, name=spans_key, spans=spans)
         group.attrs["scores"] = [float(s) for s in scores]
         doc.spans[spans_key] = group
-    write_token_outputs(doc, prediction.token_labels, prediction.token_scores, token_idx)
+    write_token_outputs(doc, labels, token_scores, token_idx)
     return report
 
 

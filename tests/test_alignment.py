@@ -483,3 +483,21 @@ def test_aggregate_properties(data):
                     starting = alignment.token[~alignment.continues]
                     if has_piece[t] and t not in starting:
                         assert out[t, 1] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("text", "offsets", "expected"),
+    [
+        # Only trailing whitespace, no piece with a leading space: the trimming
+        # must not take the shortcut for pieces that start and end on text.
+        ("Paris \nis", [(0, 7), (7, 9)], [(0, 5), (7, 9)]),
+        ("a\u3000", [(0, 2)], [(0, 1)]),
+        # Only leading whitespace.
+        ("  ab", [(0, 4)], [(2, 4)]),
+        # Whitespace only: covers nothing, at its start.
+        ("a \t b", [(0, 1), (1, 4), (4, 5)], [(0, 1), (1, 1), (4, 5)]),
+    ],
+)
+def test_trim_offsets_fixed_examples(text, offsets, expected):
+    trimmed = trim_offsets(np.array(offsets, dtype=np.int64), whitespace_mask(text))
+    assert [tuple(x) for x in trimmed.tolist()] == expected

@@ -23,7 +23,11 @@ NAMES = {"LOC": "LOC", "PER": "PER"}
 
 def rows(*specs, n_labels=5):
     """One probability row per spec: (label id, probability) with the rest spread
-    evenly, or None for a token with no piece (all-zero row)."""
+    evenly, or None for a token with no piece (all-zero row).
+
+    Scores are type probabilities: in IOB with 5 labels, an entity label at p
+    scores p + (1 - p) / 4 (its other prefix holds a quarter of the rest), so
+    0.75 -> 0.8125, 0.5 -> 0.625, 0.25 -> 0.4375; O at p scores p."""
     out = np.zeros((len(specs), n_labels), dtype=np.float32)
     for k, spec in enumerate(specs):
         if spec is None:
@@ -49,18 +53,18 @@ def test_gap_fill_new_york():
     assert below == 0
     assert [s[:3] for s in pred.spans] == [(0, 3, "LOC")]
     # the span score is the mean over the tokens that have a prediction
-    assert pred.spans[0][3] == pytest.approx((0.75 + 0.5) / 2)
+    assert pred.spans[0][3] == pytest.approx((0.8125 + 0.625) / 2)
     assert pred.token_labels == ["B-LOC", "I-LOC", "I-LOC", "O", "O"]
-    assert pred.token_scores == [0.75, None, 0.5, 0.75, 0.5]
+    assert pred.token_scores == [0.8125, None, 0.625, 0.75, 0.5]
 
 
 def test_gap_fill_several_piece_less_tokens():
     probs = rows((B_LOC, 0.75), None, None, (I_LOC, 0.5))
     pred, _ = predict_entities(IOB, probs, mask(True, False, False, True), NAMES, 0.0)
     assert [s[:3] for s in pred.spans] == [(0, 4, "LOC")]
-    assert pred.spans[0][3] == pytest.approx((0.75 + 0.5) / 2)
+    assert pred.spans[0][3] == pytest.approx((0.8125 + 0.625) / 2)
     assert pred.token_labels == ["B-LOC", "I-LOC", "I-LOC", "I-LOC"]
-    assert pred.token_scores == [0.75, None, None, 0.5]
+    assert pred.token_scores == [0.8125, None, None, 0.625]
 
 
 @pytest.mark.parametrize(
@@ -87,9 +91,9 @@ def test_gap_not_filled(before, after, spans, labels):
 def test_piece_less_tokens_at_edges_are_outside():
     probs = rows(None, (B_LOC, 0.75), (I_LOC, 0.75), None)
     pred, _ = predict_entities(IOB, probs, mask(False, True, True, False), NAMES, 0.0)
-    assert pred.spans == [(1, 3, "LOC", 0.75)]
+    assert pred.spans == [(1, 3, "LOC", 0.8125)]
     assert pred.token_labels == ["O", "B-LOC", "I-LOC", "O"]
-    assert pred.token_scores == [None, 0.75, 0.75, None]
+    assert pred.token_scores == [None, 0.8125, 0.8125, None]
 
 
 def test_piece_less_row_argmax_is_not_used():
@@ -106,7 +110,8 @@ def test_gap_fill_bioes():
     scheme = scheme_of(["O", "B-X", "I-X", "E-X", "S-X"])
     probs = rows((1, 0.75), None, (3, 0.75))
     pred, _ = predict_entities(scheme, probs, mask(True, False, True), {"X": "X"}, 0.0)
-    assert pred.spans == [(0, 3, "X", 0.75)]
+    # X holds four of the five labels: 0.75 + 3 * 0.0625
+    assert pred.spans == [(0, 3, "X", 0.9375)]
     assert pred.token_labels == ["B-X", "I-X", "I-X"]
     # S- closes its entity: no fill after it
     probs = rows((4, 0.75), None, (3, 0.75))
@@ -126,20 +131,20 @@ def test_bioes_token_labels_are_iob2():
 def test_threshold_drops_and_counts():
     probs = rows((B_LOC, 0.75), None, (I_LOC, 0.5), (OUT, 0.75), (B_PER, 0.75))
     has_piece = mask(True, False, True, True, True)
-    pred, below = predict_entities(IOB, probs, has_piece, NAMES, 0.7)
-    assert below == 1  # LOC scored (0.75 + 0.5) / 2
-    assert pred.spans == [(4, 5, "PER", 0.75)]
+    pred, below = predict_entities(IOB, probs, has_piece, NAMES, 0.75)
+    assert below == 1  # LOC scored (0.8125 + 0.625) / 2 = 0.71875
+    assert pred.spans == [(4, 5, "PER", 0.8125)]
     assert pred.token_labels == ["O", "O", "O", "O", "B-PER"]
     # tokens outside every written span report the probability of "O"
-    assert pred.token_scores == [0.0625, None, 0.125, 0.75, 0.75]
+    assert pred.token_scores == [0.0625, None, 0.125, 0.75, 0.8125]
 
 
 def test_threshold_is_inclusive():
     probs = rows((B_PER, 0.75), (OUT, 0.75))
-    pred, below = predict_entities(IOB, probs, mask(True, True), NAMES, 0.75)
-    assert pred.spans == [(0, 1, "PER", 0.75)]
+    pred, below = predict_entities(IOB, probs, mask(True, True), NAMES, 0.8125)
+    assert pred.spans == [(0, 1, "PER", 0.8125)]
     assert below == 0
-    pred, below = predict_entities(IOB, probs, mask(True, True), NAMES, 0.7500001)
+    pred, below = predict_entities(IOB, probs, mask(True, True), NAMES, 0.8125001)
     assert pred.spans == []
     assert below == 1
 
@@ -147,7 +152,7 @@ def test_threshold_is_inclusive():
 def test_ignored_types_are_not_counted_as_below_threshold():
     probs = rows((B_LOC, 0.25), (B_PER, 0.75), (I_PER, 0.75))
     pred, below = predict_entities(IOB, probs, mask(True, True, True), {"LOC": None}, 0.5)
-    assert pred.spans == [(1, 3, "PER", 0.75)]
+    assert pred.spans == [(1, 3, "PER", 0.8125)]
     assert below == 0
     assert pred.token_labels == ["O", "B-PER", "I-PER"]
 
@@ -156,14 +161,14 @@ def test_label_map_renames_spans_and_token_labels():
     probs = rows((B_LOC, 0.75), (I_LOC, 0.75), (B_PER, 0.5))
     names = {"LOC": "GPE", "PER": "PERSON"}
     pred, _ = predict_entities(IOB, probs, mask(True, True, True), names, 0.0)
-    assert pred.spans == [(0, 2, "GPE", 0.75), (2, 3, "PERSON", 0.5)]
+    assert pred.spans == [(0, 2, "GPE", 0.8125), (2, 3, "PERSON", 0.625)]
     assert pred.token_labels == ["B-GPE", "I-GPE", "B-PERSON"]
 
 
 def test_types_missing_from_type_names_keep_their_name():
     probs = rows((B_LOC, 0.75))
     pred, _ = predict_entities(IOB, probs, mask(True), {}, 0.0)
-    assert pred.spans == [(0, 1, "LOC", 0.75)]
+    assert pred.spans == [(0, 1, "LOC", 0.8125)]
 
 
 def test_piece_less_tokens_outside_in_scheme_without_o_label():
@@ -171,8 +176,8 @@ def test_piece_less_tokens_outside_in_scheme_without_o_label():
     assert scheme.outside_id is None
     probs = np.array([[0, 0], [0.25, 0.75], [0, 0]], dtype=np.float32)
     pred, _ = predict_entities(scheme, probs, mask(False, True, False), {"PER": "PER"}, 0.0)
-    # actual: [(0, 2, "PER", 0.75), (2, 3, "PER", 1.0)]
-    assert pred.spans == [(1, 2, "PER", 0.75)]
+    # B-PER 0.25 + I-PER 0.75: the token is PER with probability 1
+    assert pred.spans == [(1, 2, "PER", 1.0)]
     assert pred.token_labels == ["O", "B-PER", "O"]
 
 
@@ -250,3 +255,124 @@ def test_predict_tags_ptb_labels_and_empty():
     names = tag_name_map(scheme, {})
     assert predict_tags(scheme, probs, mask(True, True), names) == (["PRP$", "-LRB-"], [0.5, 0.5])
     assert predict_tags(scheme, np.zeros((0, 3), dtype=np.float32), mask(), names) == ([], [])
+
+
+# --- scores after repair: the model's probability for the entity's type ------------
+
+BIOES = scheme_of(["O", "B-X", "I-X", "E-X", "S-X"])
+X_NAMES = {"X": "X"}
+
+
+def test_scores_are_type_probabilities_whatever_the_prefix():
+    # Hand-computed: each token's score sums the probabilities of its type's labels.
+    probs = np.array(
+        [
+            #  B-LOC I-LOC  O     B-PER I-PER
+            [0.05, 0.05, 0.10, 0.10, 0.70],  # I-PER with nothing open: repaired to B-PER
+            [0.05, 0.05, 0.10, 0.20, 0.60],  # I-PER continues
+            [0.30, 0.10, 0.60, 0.00, 0.00],  # O
+        ],
+        dtype=np.float32,
+    )
+    pred, below = predict_entities(IOB, probs, mask(True, True, True), NAMES, 0.0)
+    assert pred.token_labels == ["B-PER", "I-PER", "O"]
+    assert pred.token_scores == pytest.approx([0.80, 0.80, 0.60])
+    assert pred.spans == [(0, 2, "PER", pytest.approx(0.80))]
+    # The threshold acts on the type probability: P(B-PER) of the first token was
+    # 0.10, yet the model was 0.80 sure of PER, so 0.75 keeps the entity.
+    pred, below = predict_entities(IOB, probs, mask(True, True, True), NAMES, 0.75)
+    assert [s[:3] for s in pred.spans] == [(0, 2, "PER")] and below == 0
+    pred, below = predict_entities(IOB, probs, mask(True, True, True), NAMES, 0.81)
+    assert pred.spans == [] and below == 1
+
+
+def test_bioes_single_extended_by_a_tied_token_is_one_entity():
+    # "Sarah's": S-X on "Sarah", and "'s" is tied to it (a piece ran in).
+    probs = np.array(
+        [
+            #  O     B-X   I-X   E-X   S-X
+            [0.05, 0.05, 0.05, 0.05, 0.80],
+            [0.90, 0.00, 0.00, 0.10, 0.00],  # its own (overridden) row
+            [0.70, 0.10, 0.00, 0.00, 0.20],
+        ],
+        dtype=np.float32,
+    )
+    tied = mask(False, True, False)
+    pred, _ = predict_entities(BIOES, probs, mask(True, True, True), X_NAMES, 0.0, tied=tied)
+    assert [s[:3] for s in pred.spans] == [(0, 2, "X")]
+    assert pred.token_labels == ["B-X", "I-X", "O"]
+    # S-X became B-X, yet "Sarah" scores what the model said about X: 0.95.
+    assert pred.token_scores == pytest.approx([0.95, 0.10, 0.70])
+    assert pred.spans[0][3] == pytest.approx((0.95 + 0.10) / 2)
+
+
+def test_bioes_tied_token_before_a_new_entity_ends_its_own():
+    # The tied token must close its entity (E-X) so the next S-X starts a new one.
+    probs = np.array(
+        [
+            #  O     B-X   I-X   E-X   S-X
+            [0.00, 0.10, 0.00, 0.00, 0.90],
+            [0.00, 0.00, 0.00, 0.00, 1.00],
+            [0.00, 0.00, 0.00, 0.00, 1.00],
+        ],
+        dtype=np.float32,
+    )
+    tied = mask(False, True, False)
+    pred, _ = predict_entities(BIOES, probs, mask(True, True, True), X_NAMES, 0.0, tied=tied)
+    assert [s[:3] for s in pred.spans] == [(0, 2, "X"), (2, 3, "X")]
+    assert pred.token_labels == ["B-X", "I-X", "B-X"]
+
+
+def test_bioes_tied_token_inside_a_running_entity_continues_it():
+    probs = np.array(
+        [
+            #  O     B-X   I-X   E-X   S-X
+            [0.00, 0.90, 0.00, 0.00, 0.10],
+            [1.00, 0.00, 0.00, 0.00, 0.00],
+            [0.00, 0.00, 0.20, 0.80, 0.00],
+        ],
+        dtype=np.float32,
+    )
+    tied = mask(False, True, False)
+    pred, _ = predict_entities(BIOES, probs, mask(True, True, True), X_NAMES, 0.0, tied=tied)
+    assert [s[:3] for s in pred.spans] == [(0, 3, "X")]
+    assert pred.token_labels == ["B-X", "I-X", "I-X"]
+    assert pred.token_scores == pytest.approx([1.0, 0.0, 1.0])
+
+
+def test_bioes_end_of_entity_reopened_by_a_tied_token():
+    # E-X on the last token, then a tied token: E-X opens to I-X, one entity.
+    probs = np.array(
+        [
+            #  O     B-X   I-X   E-X   S-X
+            [0.00, 0.90, 0.00, 0.00, 0.10],
+            [0.00, 0.00, 0.30, 0.70, 0.00],
+            [1.00, 0.00, 0.00, 0.00, 0.00],
+        ],
+        dtype=np.float32,
+    )
+    tied = mask(False, False, True)
+    pred, _ = predict_entities(BIOES, probs, mask(True, True, True), X_NAMES, 0.0, tied=tied)
+    assert [s[:3] for s in pred.spans] == [(0, 3, "X")]
+    assert pred.token_labels == ["B-X", "I-X", "I-X"]
+
+
+def test_bioes_tied_token_then_a_gap_then_a_continuation_is_one_entity():
+    # "Sarah's  friend" with the model's I-X on "friend": the tied "'s" must not
+    # close the entity (no E-X on it), so the piece-less gap joins the two.
+    probs = np.array(
+        [
+            #  O     B-X   I-X   E-X   S-X
+            [0.00, 0.90, 0.00, 0.00, 0.10],
+            [1.00, 0.00, 0.00, 0.00, 0.00],
+            [0.00, 0.00, 0.00, 0.00, 0.00],
+            [0.00, 0.00, 0.30, 0.70, 0.00],
+        ],
+        dtype=np.float32,
+    )
+    has_piece = mask(True, True, False, True)
+    tied = mask(False, True, False, False)
+    pred, _ = predict_entities(BIOES, probs, has_piece, X_NAMES, 0.0, tied=tied)
+    assert [s[:3] for s in pred.spans] == [(0, 4, "X")]
+    assert pred.token_labels == ["B-X", "I-X", "I-X", "I-X"]
+    assert pred.token_scores[2] is None

@@ -203,20 +203,27 @@ def test_unavailable_device_fails_at_add_pipe(device: str, tiny_models: TinyMode
 
 @pytest.mark.parametrize("device", ["cpu", "auto", "CPU", " cpu "])
 def test_cpu_devices_work(device: str, tiny_models: TinyModelFactory) -> None:
-    nlp = _add(tiny_models("wordpiece-cased"), device=device)
-    assert len(nlp("My name is Sarah.")) == 5
+    nlp = _add(tiny_models("wordpiece-cased", train_steps=100), device=device)
+    doc = nlp("My name is Sarah and I live in Paris.")
+    assert [(e.text, e.label_) for e in doc.ents] == [("Sarah", "PER"), ("Paris", "LOC")]
+    assert nlp.get_pipe("hf_token_tagger").hf_model.device.type == "cpu"
 
 
-@pytest.mark.parametrize("dtype", ["float8", "int8", "double"])
+@pytest.mark.parametrize("dtype", ["float8", "int4", "double"])
 def test_unknown_dtype(dtype: str, tiny_models: TinyModelFactory) -> None:
-    with pytest.raises(ModelLoadError) as info:
+    with pytest.raises(ConfigError) as info:
         _add(tiny_models("wordpiece-cased"), dtype=dtype)
     assert repr(dtype) in str(info.value)
 
 
-def test_bfloat16_on_cpu_runs(tiny_models: TinyModelFactory) -> None:
-    nlp = _add(tiny_models("wordpiece-cased", train_steps=100), dtype="bfloat16")
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_explicit_half_dtypes_load_the_weights_in_them(
+    dtype: str, tiny_models: TinyModelFactory
+) -> None:
+    nlp = _add(tiny_models("wordpiece-cased", train_steps=100), dtype=dtype)
     doc = nlp("My name is Sarah and I live in Paris.")
+    assert nlp.get_pipe("hf_token_tagger").hf_model.dtype == getattr(torch, dtype)
+    assert [(e.text, e.label_) for e in doc.ents] == [("Sarah", "PER"), ("Paris", "LOC")]
     assert all(isinstance(t._.hf_score, float) for t in doc)
 
 
@@ -304,3 +311,58 @@ def test_odd_texts_annotate_without_error(family: str, tiny_models: TinyModelFac
             assert doc.ents == () and all(t._.hf_score is None for t in doc)
     for text in ODD_TEXTS:  # one by one too
         assert nlp(text).text == text
+
+
+# --- the first hour: messages a person can act on ---------------------------------------
+
+
+def test_a_spacy_pipeline_folder_as_model_says_to_load_it(
+    tmp_path: Path, tiny_models: TinyModelFactory
+) -> None:
+    pipeline = tmp_path / "pipeline"
+    _add(tiny_models("wordpiece-cased")).to_disk(pipeline)
+    with pytest.raises(ModelLoadError) as info:
+        _add(pipeline)("Sarah.")
+    message = str(info.value)
+    assert "spaCy pipeline folder" in message and f"spacy.load('{pipeline}')" in message
+    assert str(pipeline / "hf_token_tagger" / "model") in message
+    assert len(message) < 600
+
+
+def test_a_folder_that_is_not_a_model_is_named_briefly(tmp_path: Path) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("hello")
+    (folder / "config.json").write_text(json.dumps({"hello": "world"}))  # no model_type
+    with pytest.raises(ModelLoadError) as info:
+        _add(folder)("Sarah.")
+    assert str(folder) in str(info.value)
+    assert len(str(info.value)) < 600, len(str(info.value))
+    (folder / "config.json").unlink()
+    with pytest.raises(ModelLoadError, match=r"has no config\.json") as info:
+        _add(folder)("Sarah.")
+    assert "readme.txt" in str(info.value) and len(str(info.value)) < 600
+
+
+@pytest.mark.parametrize("name", ["models/my-ner", "a/b/c", "my-ner/"])
+def test_a_mistyped_path_fails_fast_without_trying_the_hub(
+    name: str, tmp_path: Path, monkeypatch
+) -> None:
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()  # "models/my-ner": its parent exists, so a path
+    start = time.monotonic()
+    with pytest.raises(ModelLoadError, match="does not exist") as info:
+        _add(name)("Sarah.")
+    assert time.monotonic() - start < 5
+    assert len(str(info.value)) < 600
+
+
+def test_weight_errors_stay_short(tmp_path: Path, tiny_models: TinyModelFactory) -> None:
+    folder = _copy(tiny_models("wordpiece-cased"), tmp_path / "m")
+    (folder / "model.safetensors").write_bytes(b"not a safetensors file" * 100)
+    with pytest.raises(ModelLoadError) as info:
+        _add(folder)("Sarah.")
+    assert "model.safetensors" in str(info.value)
+    assert len(str(info.value)) < 600, str(info.value)

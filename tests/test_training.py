@@ -87,6 +87,19 @@ def classifier_rows(model_dir: Path) -> Dict[str, torch.Tensor]:
     return {k: v for k, v in tensors.items() if "classifier" in k}
 
 
+def with_distinct_bias(model_dir: Path, out: Path) -> Path:
+    """A copy of a checkpoint whose classifier bias is non-zero and different per
+    label (the tiny checkpoints' is all zeros, which any bias copy would match)."""
+    from safetensors.torch import save_file
+
+    shutil.copytree(model_dir, out)
+    tensors = load_file(str(out / "model.safetensors"))
+    n = tensors["classifier.bias"].shape[0]
+    tensors["classifier.bias"] = torch.arange(1, n + 1, dtype=torch.float32) / 8
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out
+
+
 # --- update -------------------------------------------------------------------------
 
 
@@ -215,9 +228,10 @@ NO_ORG = [label for label in NER_LABELS if not label.endswith("ORG")]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_initialize_extends_a_subset_checkpoint(family, tiny_models):
-    checkpoint = tiny_models(family, labels=NO_ORG)
+def test_initialize_extends_a_subset_checkpoint(family, tiny_models, tmp_path):
+    checkpoint = with_distinct_bias(tiny_models(family, labels=NO_ORG), tmp_path / "ckpt")
     saved = classifier_rows(checkpoint)
+    assert len(set(saved["classifier.bias"].tolist())) == len(NO_ORG)
     nlp = make_nlp(checkpoint)
     examples = ner_examples(nlp)  # PER, LOC and ORG
     nlp.initialize(lambda: examples)
@@ -238,8 +252,8 @@ def test_initialize_extends_a_subset_checkpoint(family, tiny_models):
     assert math.isfinite(losses["hf_token_tagger"])
 
 
-def test_initialize_keeps_the_head_for_the_same_types(tiny_models):
-    checkpoint = tiny_models("wordpiece-cased", labels=NO_ORG)
+def test_initialize_keeps_the_head_for_the_same_types(tiny_models, tmp_path):
+    checkpoint = with_distinct_bias(tiny_models("wordpiece-cased", labels=NO_ORG), tmp_path / "c")
     saved = classifier_rows(checkpoint)
     nlp = make_nlp(checkpoint)
     examples = ner_examples(nlp, keep={"PER", "LOC"})
@@ -490,6 +504,8 @@ def test_spacy_train_ner_config(tiny_models, tmp_path):
     best = tmp_path / "model-best"
     meta = json.loads((best / "meta.json").read_text("utf8"))
     assert "ents_f" in meta["performance"]
+    # Only what an NER pipeline scores: no tag_acc/pos_acc of 0.0.
+    assert not {"tag_acc", "pos_acc"} & set(meta["performance"]), meta["performance"]
     cfg = json.loads((best / "hf_token_tagger" / "cfg.json").read_text("utf8"))
     assert cfg["labels"] == ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
     nlp = spacy.load(best)
@@ -547,6 +563,7 @@ def test_spacy_train_tagger_config(tiny_models, tmp_path):
     best = tmp_path / "model-best"
     meta = json.loads((best / "meta.json").read_text("utf8"))
     assert "pos_acc" in meta["performance"]
+    assert not {"ents_f", "tag_acc"} & set(meta["performance"]), meta["performance"]
     cfg = json.loads((best / "hf_token_tagger" / "cfg.json").read_text("utf8"))
     assert cfg["label_scheme"] == "tags"
     assert set(cfg["labels"]) <= UPOS_TAGS

@@ -1,0 +1,146 @@
+"""Writing predictions onto a Doc: who wins when a prediction meets a rule's entity.
+
+Why: spaCy refuses overlapping entities (E1010). A prediction that overlaps an
+entity set by an earlier component only in part must be seen as a conflict, from
+either side, whichever policy (`overwrite_ents`) is in force.
+"""
+
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import pytest
+import spacy
+from spacy.tokens import Span
+
+from spacy_hf_tagger.writing import EntityPrediction, register_extensions, write_entities
+
+register_extensions()
+NLP = spacy.blank("en")
+TEXT = "Sarah met John Smith in New York City today"  # 9 tokens
+
+
+def doc_with_rule(start: int, end: int, label: str = "RULE"):
+    doc = NLP.make_doc(TEXT)
+    doc.ents = [Span(doc, start, end, label=label)]
+    return doc
+
+
+def prediction(*spans: Tuple[int, int, str]) -> EntityPrediction:
+    n = 9
+    return EntityPrediction(
+        spans=[(s, e, label, 0.9) for s, e, label in spans],
+        token_labels=["O"] * n,
+        token_scores=[0.5] * n,
+    )
+
+
+def ents(doc) -> List[Tuple[int, int, str]]:
+    return [(e.start, e.end, e.label_) for e in doc.ents]
+
+
+# The rule holds "New York" (5, 7); predictions overlap it on the left, on the
+# right, inside, around, or not at all.
+@pytest.mark.parametrize(
+    ("predicted", "overlaps"),
+    [
+        ((4, 6, "LOC"), True),  # "in New": starts before the rule, ends inside it
+        ((6, 8, "LOC"), True),  # "York City": starts inside, ends after
+        ((5, 6, "LOC"), True),  # "New": inside
+        ((4, 8, "LOC"), True),  # "in New York City": around
+        ((2, 4, "PER"), False),  # "John Smith"
+    ],
+)
+def test_rule_entity_wins_every_overlap(predicted, overlaps):
+    doc = doc_with_rule(5, 7)
+    report = write_entities(
+        doc, prediction(predicted), set_ents=True, spans_key="hf", overwrite_ents=False
+    )
+    if overlaps:
+        assert ents(doc) == [(5, 7, "RULE")]
+        assert report.conflicts == [predicted]
+    else:
+        assert ents(doc) == [predicted, (5, 7, "RULE")]
+        assert report.conflicts == []
+    # The spans group keeps every prediction, the losing one too.
+    assert [(s.start, s.end, s.label_) for s in doc.spans["hf"]] == [predicted]
+
+
+@pytest.mark.parametrize(
+    "predicted", [(4, 6, "LOC"), (6, 8, "LOC"), (5, 6, "LOC"), (4, 8, "LOC")]
+)
+def test_overwrite_ents_removes_every_overlapped_rule_entity(predicted):
+    doc = doc_with_rule(5, 7)
+    report = write_entities(
+        doc, prediction(predicted), set_ents=True, spans_key=None, overwrite_ents=True
+    )
+    assert ents(doc) == [predicted]
+    assert report.replaced == 1 and report.conflicts == []
+
+
+def test_overwrite_ents_keeps_rule_entities_it_does_not_touch():
+    doc = NLP.make_doc(TEXT)
+    doc.ents = [Span(doc, 0, 1, label="RULE"), Span(doc, 5, 7, label="RULE")]
+    report = write_entities(
+        doc, prediction((6, 8, "LOC")), set_ents=True, spans_key=None, overwrite_ents=True
+    )
+    assert ents(doc) == [(0, 1, "RULE"), (6, 8, "LOC")]
+    assert report.replaced == 1
+
+
+def test_same_entity_from_the_rule_is_no_conflict():
+    doc = doc_with_rule(5, 7, "LOC")
+    report = write_entities(
+        doc, prediction((5, 7, "LOC")), set_ents=True, spans_key=None, overwrite_ents=False
+    )
+    assert ents(doc) == [(5, 7, "LOC")] and report.conflicts == []
+
+
+# --- what our extensions say about entities another component set ----------------------
+
+
+def labelled(n: int = 9) -> EntityPrediction:
+    """The model's per-token view: "New York" (5, 7) as LOC, everything else O."""
+    labels = ["O"] * n
+    labels[5:7] = ["B-LOC", "I-LOC"]
+    return EntityPrediction(
+        spans=[(5, 7, "LOC", 0.8)], token_labels=labels, token_scores=[0.5] * n
+    )
+
+
+def test_a_rule_entity_over_the_same_characters_shows_no_model_score():
+    doc = doc_with_rule(5, 7, "GPE")
+    write_entities(doc, labelled(), set_ents=True, spans_key="hf", overwrite_ents=False)
+    (rule,) = doc.ents
+    assert (rule.label_, rule._.hf_score) == ("GPE", None)
+    # Tokens under the rule's entity: not ours to label.
+    assert [t._.hf_bio for t in doc] == ["O"] * 5 + [None, None] + ["O"] * 2
+    assert [t._.hf_score for t in doc] == [0.5] * 5 + [None, None] + [0.5] * 2
+    # The model's view stays in the spans group, score in its attrs.
+    group = doc.spans["hf"]
+    assert [(s.start, s.end, s.label_) for s in group] == [(5, 7, "LOC")]
+    assert group.attrs["scores"] == [0.8]
+
+
+def test_a_rule_entity_we_agree_with_keeps_our_labels_and_score():
+    doc = doc_with_rule(5, 7, "LOC")
+    write_entities(doc, labelled(), set_ents=True, spans_key=None, overwrite_ents=False)
+    (ent,) = doc.ents
+    assert ent._.hf_score == pytest.approx(0.8)
+    assert [t._.hf_bio for t in doc][5:7] == ["B-LOC", "I-LOC"]
+
+
+def test_tokens_under_other_rule_entities_are_not_ours():
+    doc = NLP.make_doc(TEXT)
+    doc.ents = [Span(doc, 0, 1, label="PERSON")]  # "Sarah", where the model says O
+    write_entities(doc, labelled(), set_ents=True, spans_key=None, overwrite_ents=True)
+    assert [(e.start, e.end, e.label_) for e in doc.ents] == [(0, 1, "PERSON"), (5, 7, "LOC")]
+    assert doc[0]._.hf_bio is None and doc[0]._.hf_score is None
+    assert [t._.hf_bio for t in doc][5:7] == ["B-LOC", "I-LOC"]
+
+
+def test_without_writing_ents_the_tokens_carry_the_models_view():
+    doc = doc_with_rule(5, 7, "GPE")
+    write_entities(doc, labelled(), set_ents=False, spans_key="hf", overwrite_ents=False)
+    assert [t._.hf_bio for t in doc][5:7] == ["B-LOC", "I-LOC"]
+    assert doc.spans["hf"][0]._.hf_score == pytest.approx(0.8)
