@@ -11,17 +11,30 @@ holds the settings and the loaded model, and is a `TrainablePipe`, so `spacy
 train` fine-tunes it through the same encoding and alignment inference uses.
 """
 
+import logging
 import threading
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import torch
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc
 from spacy.training import Example, validate_examples
+from spacy.util import minibatch
 from spacy.vocab import Vocab
 from thinc.api import Model, Optimizer
 
@@ -34,10 +47,15 @@ from .forward import encode_docs, model_batches, piece_probabilities
 from .labels import LabelScheme, map_types
 from .loading import LoadedModel, install, load_source
 from .persistence import bytes_to_folder, folder_to_bytes, read_folder, write_folder
+from .precision import Precision, choose_precision
 from .scoring import make_hf_tagger_scorer
 from .settings import DEFAULT_CONFIG, ConfigError, resolve_annotate, validate_settings
 from .words import word_groups
 from .writing import register_extensions, write_entities, write_tags
+
+logger = logging.getLogger("spacy_hf_tagger")
+# Fewest docs `pipe` annotates together, whatever batch size spaCy passes.
+PIPE_FILL = 256
 
 __all__ = ["AnnotationConflictError", "ConfigError", "HFTokenTagger", "make_hf_token_tagger"]
 
@@ -76,6 +94,7 @@ def make_hf_token_tagger(
     revision: Optional[str],
     device: str,
     dtype: str,
+    context: str,
     max_length: Optional[int],
     stride: Optional[int],
     batch_size: int,
@@ -103,6 +122,7 @@ def make_hf_token_tagger(
         revision=revision,
         device=device,
         dtype=dtype,
+        context=context,
         max_length=max_length,
         stride=stride,
         batch_size=batch_size,
@@ -144,6 +164,7 @@ class HFTokenTagger(TrainablePipe):
         revision: Optional[str] = None,
         device: str = "auto",
         dtype: str = "auto",
+        context: str = "sentence",
         max_length: Optional[int] = None,
         stride: Optional[int] = None,
         batch_size: int = 32,
@@ -172,6 +193,7 @@ class HFTokenTagger(TrainablePipe):
             "revision": revision,
             "device": device,
             "dtype": dtype,
+            "context": context,
             "max_length": max_length,
             "stride": stride,
             "batch_size": batch_size,
@@ -193,7 +215,9 @@ class HFTokenTagger(TrainablePipe):
         validate_settings(self.cfg, AGGREGATIONS)
         # Resolve the device now so a wrong value fails when the pipe is added.
         self._device = hf.resolve_device(device)
-        self._dtype = hf.resolve_dtype(dtype, self._device)
+        # And the precision, which follows the device and the CPU's features.
+        self.precision: Precision = choose_precision(dtype, self._device)
+        self._dtype = self.precision.weights
         self._loaded: Optional[LoadedModel] = None
         self._torch_step: Optional[training.TorchStep] = None
         self.counters: Counter = Counter()
@@ -258,7 +282,15 @@ class HFTokenTagger(TrainablePipe):
         return self._loaded
 
     def _install(self, model: torch.nn.Module, tokenizer: Any) -> None:
-        loaded = install(model, tokenizer, self.cfg, self._device, self._dtype)
+        loaded = install(model, tokenizer, self.cfg, self._device, self.precision)
+        logger.info(
+            "%s: %s runs in %s on %s (%s)",
+            self.name,
+            self.cfg["model"],
+            self.precision.runs_in,
+            self._device,
+            self.precision.reason,
+        )
         self.cfg["annotate_resolved"] = resolve_annotate(
             self.cfg["annotate"], loaded.scheme, self.cfg["label_map"]
         )
@@ -277,12 +309,30 @@ class HFTokenTagger(TrainablePipe):
             error_handler(self.name, self, [doc], error)
             return doc
 
+    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
+        """Annotate a stream of docs, in batches of at least `PIPE_FILL` docs
+        whatever `batch_size` spaCy passes.
+
+        `spacy apply` passes 1 by default; one doc per forward call would run
+        at a fraction of the speed, and forward batches are best cut from many
+        docs sorted by length (see `forward.model_batches`).
+        """
+        error_handler = self.get_error_handler()
+        for docs in minibatch(stream, size=max(int(batch_size), PIPE_FILL)):
+            try:
+                self._annotate(docs)
+                yield from docs
+            except Exception as error:  # as spaCy's own pipes: the handler decides
+                error_handler(self.name, self, docs, error)
+
     def _annotate(self, docs: Sequence[Doc]) -> None:
         self.set_annotations(docs, self.predict(docs))
 
     def _encode(self, docs: Sequence[Doc]) -> EncodedBatch:
         """Tokenize docs into pieces and align the pieces to the docs' spaCy tokens."""
-        return encode_docs(self._ensure_loaded(), docs)
+        return encode_docs(
+            self._ensure_loaded(), docs, follow_sentences=self.cfg["context"] == "sentence"
+        )
 
     def predict(self, docs: Iterable[Doc]) -> BatchPrediction:
         """Token probabilities [n_tokens, n_labels], has-piece mask, and the mask
@@ -309,7 +359,7 @@ class HFTokenTagger(TrainablePipe):
                 encoded.token_starts,
                 encoded.token_ends,
                 encoded.spaces,
-                encoded.doc_starts,
+                encoded.segment_starts,
                 encoded.is_space,
             )
         return prediction
@@ -342,7 +392,7 @@ class HFTokenTagger(TrainablePipe):
             tied=predictions.tied,
             word_starts=predictions.word_starts,
             glued_punct=predictions.glued,
-            doc_starts=encoded.doc_starts,
+            doc_starts=encoded.segment_starts,
         )
         lost = 0
         counts: Counter = Counter()
@@ -464,6 +514,7 @@ class HFTokenTagger(TrainablePipe):
             examples,
             tag_attr="POS" if "pos" in self.annotate else "TAG",
             label_all_pieces=bool(self.cfg["label_all_pieces"]),
+            follow_sentences=self.cfg["context"] == "sentence",
             batch_size=self.cfg["batch_size"],
             max_batch_subwords=self.cfg["max_batch_subwords"],
         )
@@ -475,6 +526,7 @@ class HFTokenTagger(TrainablePipe):
         if self._torch_step is None:
             self._torch_step = training.TorchStep(self._ensure_loaded().model)
         self._torch_step(sgd)
+        self._ensure_loaded().weights_changed()
 
     def add_label(self, label: str) -> int:
         raise NotImplementedError(

@@ -15,7 +15,7 @@ from spacy.tokens import Doc
 from . import hf
 from .batch import EncodedBatch, encode_batch
 from .loading import LoadedModel
-from .windows import Window, make_windows, pack_batches
+from .windows import Window, pack_batches, segment_windows
 
 # Cost of one more forward call, in padded subword positions: measured on 2 CPU
 # cores with a 6-layer encoder (inference, and training's forward + backward),
@@ -25,14 +25,18 @@ CPU_BATCH_OVERHEAD = 32
 DEVICE_BATCH_OVERHEAD = 256
 
 
-def encode_docs(loaded: LoadedModel, docs: Sequence[Doc]) -> EncodedBatch:
-    """Tokenize docs into pieces and align the pieces to the docs' spaCy tokens."""
+def encode_docs(
+    loaded: LoadedModel, docs: Sequence[Doc], follow_sentences: bool = True
+) -> EncodedBatch:
+    """Tokenize docs into pieces and align the pieces to the docs' spaCy tokens;
+    the model will see each sentence (or line) on its own, or with
+    `follow_sentences=False` each doc whole."""
     tokenizer = loaded.tokenizer
 
     def tokenize(texts: List[str]) -> List[Tuple[np.ndarray, np.ndarray]]:
         return [(e.ids, e.offsets) for e in hf.encode_texts(tokenizer, texts)]
 
-    return encode_batch(docs, tokenize)
+    return encode_batch(docs, tokenize, follow_sentences)
 
 
 def model_batches(
@@ -48,7 +52,9 @@ def model_batches(
     half padding when run whole) trains twice as fast.
     """
     piece_ids = encoded.piece_ids
-    windows = make_windows([len(ids) for ids in piece_ids], loaded.content_length, loaded.stride)
+    windows = segment_windows(
+        encoded.segments, loaded.content_length, loaded.stride, loaded.causal
+    )
     on_cpu = loaded.device.type == "cpu"
     batches = pack_batches(
         [w.length for w in windows],
@@ -76,12 +82,20 @@ def piece_probabilities(
     probs_out = np.zeros((encoded.n_pieces, n_labels), dtype=np.float32)
     piece_bounds = encoded.piece_bounds.tolist()
     n_prefix = len(loaded.special.prefix)
-    model = loaded.model
+    model = loaded.inference_model()
     if model.training:  # only if someone switched it: eval() walks every module
         model.eval()
     with torch.inference_mode():
         for members, inputs in batches:
-            logits = model(**inputs).logits
+            try:
+                logits = model(**inputs).logits
+            except IndexError as error:
+                raise IndexError(
+                    f"{type(model).__name__} failed on a batch of windows of "
+                    f"{inputs['input_ids'].shape[1]} positions ({error}). Its embeddings "
+                    "are probably smaller than its config says: set the component's "
+                    "max_length below that length."
+                ) from error
             probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
             for row, w in enumerate(members):
                 base = piece_bounds[w.text_index]

@@ -7,6 +7,7 @@ post-processing, so behaviour does not drift with transformers releases.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -20,14 +21,6 @@ import torch
 from safetensors import SafetensorError
 
 DEVICES_HELP = '"auto", "cpu", "cuda", "cuda:N" or "mps"'
-DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
 # Models whose position ids start after the padding index (fairseq heritage):
 # the usable length is max_position_embeddings - (pad_token_id + 1).
 _OFFSET_POSITION_MODELS = frozenset(
@@ -96,26 +89,6 @@ def resolve_device(name: str) -> torch.device:
             )
         return device
     raise ModelLoadError(f"Unsupported device {name!r}: use {DEVICES_HELP}.")
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """Turn the `dtype` setting into a torch dtype for `device`.
-
-    "auto" is float32 on CPU (reduced precision is rarely faster there and
-    changes results), bfloat16 on GPUs that support it, else float16.
-    """
-    value = (name or "auto").strip().lower()
-    if value == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if device.type == "mps":
-            return torch.float16
-        return torch.float32
-    if value not in DTYPES:
-        raise ModelLoadError(
-            f"Unknown dtype {name!r}: use \"auto\", \"float32\", \"bfloat16\" or \"float16\"."
-        )
-    return DTYPES[value]
 
 
 def transformers_major() -> int:
@@ -188,9 +161,9 @@ def load_tokenizer(source: str, revision: Optional[str], local_only: bool) -> An
                 )
         except Exception as second:
             raise ModelLoadError(
-                f"Could not load the tokenizer of {source!r}: {type(err).__name__}: {err}; "
-                f"nor as a plain fast tokenizer from {saved}: {type(second).__name__}: "
-                f"{second}. Re-save it with save_pretrained."
+                f"Could not load the tokenizer of {source!r} ({_short(err)}), nor as a "
+                f"plain fast tokenizer from {saved} ({_short(second)}). Re-save it with "
+                "save_pretrained."
             ) from second
         _keep_class_name(tokenizer, path)
     if not getattr(tokenizer, "is_fast", False):
@@ -279,28 +252,78 @@ def _transformers_version() -> str:
 
 
 def _check_source(source: str, local_only: bool) -> None:
+    """Fail fast, with what to do, on a `model` that cannot be a model.
+
+    A name that is clearly a path and does not exist is not tried on the hub
+    (offline, that costs a minute of retries); a spaCy pipeline folder, or a
+    folder with no config.json, is named as such.
+    """
     if not source:
         raise ModelLoadError(
             "No model given: set the component's `model` to a local folder or a "
             'Hugging Face hub id, e.g. config={"model": "dslim/bert-base-NER"}.'
         )
     expanded = os.path.expanduser(source)
-    if (local_only or source.startswith((".", "/", "~"))) and not os.path.isdir(expanded):
+    if os.path.isdir(expanded):
+        _check_model_folder(source, expanded)
+        return
+    if local_only or _looks_like_path(source):
         raise ModelLoadError(
-            f"Model folder {source!r} does not exist. Give the path of a folder "
-            "made by save_pretrained (config.json, weights, tokenizer files)."
+            f"Model folder {source!r} does not exist (looked in {os.path.abspath(expanded)}). "
+            "Give the path of a folder made by save_pretrained, or a hub id such as "
+            '"dslim/bert-base-NER".'
         )
+
+
+def _looks_like_path(source: str) -> bool:
+    """Not a hub id ("name" or "org/name"): starts like a path, has a backslash
+    or more than one slash, or its first part is a local folder."""
+    if source.startswith((".", "/", "~")) or "\\" in source or source.endswith("/"):
+        return True
+    parts = source.split("/")
+    return len(parts) > 2 or (len(parts) == 2 and os.path.isdir(parts[0]))
+
+
+def _check_model_folder(source: str, folder: str) -> None:
+    if os.path.isfile(os.path.join(folder, "config.json")):
+        return
+    if os.path.isfile(os.path.join(folder, "config.cfg")) or os.path.isfile(
+        os.path.join(folder, "meta.json")
+    ):
+        inner = [
+            os.path.join(source, name, "model")
+            for name in sorted(os.listdir(folder))
+            if os.path.isfile(os.path.join(folder, name, "model", "config.json"))
+        ]
+        hint = f" or set model to {inner[0]!r} (its model folder)" if inner else ""
+        raise ModelLoadError(
+            f"{source!r} is a spaCy pipeline folder, not a Hugging Face model: load it "
+            f"with spacy.load({source!r}){hint}."
+        )
+    files = sorted(os.listdir(folder))[:8]
+    raise ModelLoadError(
+        f"{source!r} is not a Hugging Face model folder: it has no config.json "
+        f"(it holds {files}). Give the folder that save_pretrained wrote."
+    )
+
+
+def _short(err: BaseException, limit: int = 200) -> str:
+    """An exception as a short line: its type and the start of its message."""
+    text = " ".join(str(err).split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return f"{type(err).__name__}: {text}"
 
 
 def _not_found_message(source: str, what: str, err: Exception) -> str:
     if os.path.isdir(os.path.expanduser(source)):
         return (
-            f"Could not load the {what} from folder {source!r}: {err}. The folder "
-            "must hold files written by save_pretrained."
+            f"Could not load the {what} from folder {source!r} ({_short(err)}). The folder "
+            "must hold the files save_pretrained writes."
         )
     return (
         f"Could not load the {what} for {source!r}: it is not a local folder, and "
-        f"fetching it from the Hugging Face Hub failed ({type(err).__name__}: {err}). "
+        f"fetching it from the Hugging Face Hub failed ({_short(err)}). "
         "Check the id and the network, or pass the path of a downloaded model folder."
     )
 
@@ -356,7 +379,9 @@ def load_model(
                 "token-classification class for. Use an encoder such as BERT, RoBERTa, "
                 "XLM-R or DeBERTa."
             ) from err
-        raise ModelLoadError(f"Could not load the weights of {source!r}: {err}") from err
+        raise ModelLoadError(
+            f"Could not load the weights of {source!r} ({_short(err)})."
+        ) from err
     except (OSError, RuntimeError, SafetensorError) as err:
         files = sorted(p.name for p in Path(path).glob("*.safetensors")) if os.path.isdir(
             path
@@ -364,7 +389,7 @@ def load_model(
         where = f" (weights files in {path}: {files})" if files else ""
         raise ModelLoadError(
             f"Could not load the weights of {source!r}{where}: "
-            f"{type(err).__name__}: {err}. The weights file is probably truncated or "
+            f"{_short(err)}. The weights file is probably truncated or "
             "corrupted: save the model again with save_pretrained."
         ) from err
     problems = {
@@ -441,24 +466,36 @@ def _raise_on_weight_problems(source: str, problems: Dict[str, List[str]]) -> No
     )
 
 
-def max_input_length(tokenizer: Any, config: Any) -> int:
-    """The most subwords (special tokens included) the model accepts at once.
+def position_limit(config: Any) -> Optional[int]:
+    """The most positions the model can embed, or None when it has no hard limit.
 
-    Many tokenizers carry a 1e30 sentinel for `model_max_length`; then the
-    model's position embeddings decide, minus the padding offset of
-    RoBERTa-like models.
+    `max_position_embeddings` (GPT-2's `n_positions` maps to it), minus the
+    padding offset of RoBERTa-like models, whose position ids start after the
+    padding index. DeBERTa without absolute positions has no limit.
     """
-    limit = getattr(tokenizer, "model_max_length", None)
     positions = getattr(config, "max_position_embeddings", None)
-    if positions is not None and getattr(config, "model_type", "") in _OFFSET_POSITION_MODELS:
+    if not isinstance(positions, int) or positions <= 0:
+        return None
+    if getattr(config, "position_biased_input", True) is False:
+        return None
+    if getattr(config, "model_type", "") in _OFFSET_POSITION_MODELS:
         pad = getattr(config, "pad_token_id", None)
         positions -= (pad if pad is not None else 1) + 1
-    if limit is None or limit > _SENTINEL_MAX_LENGTH:
+    return positions
+
+
+def max_input_length(tokenizer: Any, config: Any) -> int:
+    """The most subwords (special tokens included) the model accepts at once:
+    the tokenizer's `model_max_length`, but never more than the model's
+    positions (`position_limit`). Many tokenizers carry a 1e30 sentinel or
+    none at all; then the positions decide, else 512."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    positions = position_limit(config)
+    if not isinstance(limit, int) or limit <= 0 or limit > _SENTINEL_MAX_LENGTH:
         limit = positions
-    elif positions is not None and positions > 0:
+    elif positions is not None:
         limit = min(limit, positions)
-    if limit is None or limit <= 0:
-        # Relative-position models (DeBERTa) have no hard limit; stay safe.
+    if limit is None:
         limit = 512
     return int(limit)
 
@@ -477,12 +514,32 @@ class SpecialTokens:
         return len(self.prefix) + len(self.suffix)
 
 
-def special_tokens(tokenizer: Any) -> SpecialTokens:
+def forward_inputs(model: torch.nn.Module) -> frozenset:
+    """The input names the model's forward takes, by name.
+
+    The tokenizer's `model_input_names` is no authority: a DistilBERT or
+    ModernBERT fine-tuned next to a BERT tokenizer declares token_type_ids
+    that their forward refuses.
+    """
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return frozenset({"input_ids", "attention_mask"})
+    return frozenset(
+        name
+        for name, p in parameters.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    )
+
+
+def special_tokens(tokenizer: Any, accepted: frozenset = frozenset()) -> SpecialTokens:
     """The tokenizer's own template for one sequence, as prefix/suffix ids.
 
     Read from the tokenizer's post-processor by encoding a probe, so every
     family (BERT [CLS]/[SEP], RoBERTa <s>/</s>, none at all) is handled alike.
-    `prepare_for_encoding` must have run on the tokenizer.
+    Token type ids (all zero) go to the model only when the tokenizer makes
+    them and the model's forward takes them (`accepted`, see
+    `forward_inputs`). `prepare_for_encoding` must have run on the tokenizer.
     """
     encoding = tokenizer.backend_tokenizer.encode("a", add_special_tokens=True)
     mask = list(encoding.special_tokens_mask)
@@ -497,7 +554,30 @@ def special_tokens(tokenizer: Any) -> SpecialTokens:
     if pad_id is None:
         pad_id = 0
     uses_types = "token_type_ids" in getattr(tokenizer, "model_input_names", [])
-    return SpecialTokens(prefix, suffix, int(pad_id), uses_types)
+    return SpecialTokens(prefix, suffix, int(pad_id), uses_types and "token_type_ids" in accepted)
+
+
+def sees_only_left_context(
+    model: torch.nn.Module, tokenizer: Any, special: SpecialTokens, device: torch.device
+) -> bool:
+    """Whether the model is a decoder: its output for a piece ignores the pieces
+    after it. Found by changing the last piece of a probe and watching the
+    first, which works for any architecture, whatever its config says."""
+    first = list(tokenizer.backend_tokenizer.encode("the cat sat", add_special_tokens=False).ids)
+    if len(first) < 2:
+        return False
+    other = first[0] if first[0] != first[-1] else first[-2]
+    if other == first[-1]:
+        return False
+    second = [*first[:-1], other]
+    rows = [list(special.prefix) + ids + list(special.suffix) for ids in (first, second)]
+    input_ids = torch.tensor(rows, dtype=torch.long, device=device)
+    with torch.inference_mode():
+        logits = model(
+            input_ids=input_ids, attention_mask=torch.ones_like(input_ids)
+        ).logits.float()
+    at = len(special.prefix)
+    return bool(torch.allclose(logits[0, at], logits[1, at], atol=1e-5, rtol=0))
 
 
 @dataclass

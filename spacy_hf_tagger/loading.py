@@ -8,7 +8,7 @@ pipeline never touches the original hub id.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -17,6 +17,7 @@ import torch
 
 from . import hf
 from .labels import LabelScheme, read_label_scheme
+from .precision import Precision, inference_copy
 from .settings import ConfigError
 
 
@@ -32,6 +33,24 @@ class LoadedModel:
     stride: int
     device: torch.device
     continuation: np.ndarray
+    # A decoder (GPT-2, Llama-style) sees only what comes before each piece.
+    causal: bool = False
+    # What inference computes in; None: the weights' own dtype.
+    precision: Optional[Precision] = None
+    _runner: Optional[torch.nn.Module] = field(default=None, repr=False)
+
+    def inference_model(self) -> torch.nn.Module:
+        """The module forward passes run: the model, or its reduced-precision copy
+        (made on first use, and again after the weights change)."""
+        if self.precision is None or not self.precision.needs_copy:
+            return self.model
+        if self._runner is None:
+            self._runner = inference_copy(self.model, self.precision)
+        return self._runner
+
+    def weights_changed(self) -> None:
+        """Drop the inference copy: the next prediction copies the new weights."""
+        self._runner = None
 
 
 @dataclass
@@ -70,6 +89,13 @@ def window_size(
     tokens; the overlap is `stride`, else a quarter of the window, at most 128.
     """
     limit = cfg["max_length"] or hf.max_input_length(tokenizer, model.config)
+    positions = hf.position_limit(model.config)
+    if positions is not None and limit > positions:
+        raise ConfigError(
+            f"max_length={limit} is more than the {positions} positions the model can "
+            f"embed ({type(model.config).__name__}.max_position_embeddings): set "
+            f"max_length to at most {positions}, or leave it null to use the model's."
+        )
     content = limit - special.count
     if content < 1:
         raise ConfigError(
@@ -92,15 +118,16 @@ def install(
     tokenizer: Any,
     cfg: Mapping[str, Any],
     device: torch.device,
-    dtype: torch.dtype,
+    precision: Precision,
 ) -> LoadedModel:
     """Put a model on the device, in eval mode, and derive what inference needs."""
     scheme = read_label_scheme(model.config.id2label)
-    model.to(device=device, dtype=dtype)
+    model.to(device=device, dtype=precision.weights)
     model.eval()
     hf.prepare_for_encoding(tokenizer)
-    special = hf.special_tokens(tokenizer)
+    special = hf.special_tokens(tokenizer, hf.forward_inputs(model))
     content, stride = window_size(tokenizer, model, special, cfg)
+    causal = hf.sees_only_left_context(model, tokenizer, special, device)
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -110,4 +137,6 @@ def install(
         stride=stride,
         device=device,
         continuation=scheme.begin_to_inside(),
+        causal=causal,
+        precision=precision,
     )

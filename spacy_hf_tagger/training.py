@@ -27,6 +27,7 @@ from . import hf
 from .forward import encode_docs, model_batches, window_targets
 from .labels import LabelScheme, iob_labels, read_label_scheme
 from .loading import LoadedModel, Source
+from .precision import FLOAT_DTYPES
 from .settings import ConfigError, is_upos
 from .targets import IGNORE_INDEX, biluo_to_scheme_ids, piece_targets, tags_to_ids
 
@@ -197,6 +198,7 @@ def training_batches(
     *,
     tag_attr: str,
     label_all_pieces: bool,
+    follow_sentences: bool,
     batch_size: int,
     max_batch_subwords: int,
 ) -> Tuple[List[Batch], int]:
@@ -206,7 +208,7 @@ def training_batches(
     how many gold labels the model has no label for (they are ignored).
     """
     scheme = loaded.scheme
-    encoded = encode_docs(loaded, [eg.predicted for eg in examples])
+    encoded = encode_docs(loaded, [eg.predicted for eg in examples], follow_sentences)
     token_ids = []
     unknown = 0
     for eg in examples:
@@ -278,7 +280,7 @@ def autocast(choice: str, device: torch.device) -> AbstractContextManager:
             choice = "float32"
     if choice == "float32" or device_type not in ("cuda", "cpu", "mps"):
         return torch.autocast(device_type=device_type, enabled=False)
-    return torch.autocast(device_type=device_type, dtype=hf.DTYPES[choice])
+    return torch.autocast(device_type=device_type, dtype=FLOAT_DTYPES[choice])
 
 
 class TorchStep:
