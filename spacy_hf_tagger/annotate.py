@@ -1,0 +1,368 @@
+"""`python -m spacy_hf_tagger annotate PIPELINE INPUT OUTPUT`: annotate a corpus
+into JSONL, with a progress bar, an errors file, and `--resume` after a crash.
+
+How nothing is lost or repeated: records are annotated in chunks, in input
+order. After each chunk the rows are appended to OUTPUT and the bad lines to
+OUTPUT.errors.jsonl, both are flushed to disk, and then a checkpoint
+(`OUTPUT.progress.json`: records done, and the byte length of both files) is
+replaced atomically. A process killed at any point leaves a checkpoint that
+describes a consistent prefix; `--resume` cuts both files back to the lengths
+it names (dropping a half-written chunk) and carries on from the record after.
+Memory holds one chunk at a time, whatever the input size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import (
+    IO,
+    Annotated,
+    Any,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
+
+import typer
+from wasabi import msg
+
+from .records import BadRecord, Record, count_lines, input_files, output_row, read_records
+
+FACTORY = "hf_token_tagger"
+
+
+class JobError(ValueError):
+    """A problem with the job's arguments or its files, said for a person."""
+
+
+# ----------------------------------------------------------------- checkpoints
+
+
+@dataclass
+class Checkpoint:
+    """How far a job got: records done and the byte lengths of its two files."""
+
+    records: int = 0
+    output_bytes: int = 0
+    errors_bytes: int = 0
+    entities: int = 0
+    errors: int = 0
+    complete: bool = False
+
+    @classmethod
+    def read(cls, path: Path) -> Checkpoint:
+        try:
+            data = json.loads(path.read_text("utf8"))
+            return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        except (OSError, ValueError, TypeError) as err:
+            raise JobError(f"Cannot read the checkpoint {path} ({err}).") from err
+
+    def write(self, path: Path) -> None:
+        """Replace the checkpoint atomically (a crash leaves the old or the new one)."""
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w", encoding="utf8") as handle:
+            json.dump(self.__dict__, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+
+def job_paths(output: Path) -> Tuple[Path, Path]:
+    """The errors file and the checkpoint beside OUTPUT."""
+    stem = output.with_suffix("")
+    return Path(f"{stem}.errors.jsonl"), Path(f"{stem}.progress.json")
+
+
+def _open_for_append(path: Path, length: int) -> IO[bytes]:
+    """Open `path` to append after its first `length` bytes (cutting the rest)."""
+    handle = path.open("r+b" if path.exists() else "w+b")
+    handle.truncate(length)
+    handle.seek(length)
+    return handle
+
+
+# ------------------------------------------------------------------- pipeline
+
+
+def load_pipeline(
+    source: str,
+    lang: str = "en",
+    overrides: Optional[Dict[str, Any]] = None,
+    device: Optional[str] = None,
+    dtype: Optional[str] = None,
+):
+    """`spacy.load` for an installed pipeline or a pipeline folder; otherwise a
+    blank `lang` pipeline with our component on `source` (a model folder or a
+    hub id). `overrides` are spaCy config overrides ("components.x.y": value);
+    `device`/`dtype` set those of every hf_token_tagger."""
+    import spacy
+
+    overrides = dict(overrides or {})
+    path = Path(source).expanduser()
+    if (path / "config.cfg").is_file() or (not path.exists() and spacy.util.is_package(source)):
+        config = spacy.util.load_config(
+            path / "config.cfg"
+            if path.exists()
+            else spacy.util.get_package_path(source) / "config.cfg"
+        )
+        for name, block in config["components"].items():
+            if block.get("factory") == FACTORY:
+                if device is not None:
+                    overrides[f"components.{name}.device"] = device
+                if dtype is not None:
+                    overrides[f"components.{name}.dtype"] = dtype
+        return spacy.load(source, config=overrides)
+    component: Dict[str, Any] = {"model": source}
+    if device is not None:
+        component["device"] = device
+    if dtype is not None:
+        component["dtype"] = dtype
+    prefix = f"components.{FACTORY}."
+    for key, value in overrides.items():
+        if not key.startswith(prefix) or "." in key[len(prefix) :]:
+            raise JobError(
+                f"Override {key!r} does not apply to a blank pipeline with {FACTORY} on a "
+                f"model: use {prefix}SETTING (e.g. {prefix}threshold 0.5)."
+            )
+        component[key[len(prefix) :]] = value
+    nlp = spacy.blank(lang)
+    nlp.add_pipe(FACTORY, config=component)
+    return nlp
+
+
+# ------------------------------------------------------------------------ job
+
+
+@dataclass
+class Summary:
+    records: int
+    words: int
+    entities: int
+    errors: int
+    seconds: float
+    resumed_from: int
+
+    @property
+    def words_per_s(self) -> float:
+        return self.words / self.seconds if self.seconds > 0 else float("nan")
+
+
+def _chunks(
+    items: Iterator[Union[Record, BadRecord]], size: int
+) -> Iterator[List[Union[Record, BadRecord]]]:
+    while True:
+        chunk = list(islice(items, size))
+        if not chunk:
+            return
+        yield chunk
+
+
+def run_job(
+    nlp,
+    input_path: Path,
+    output: Path,
+    *,
+    text_key: str = "text",
+    id_key: str = "id",
+    keep: Sequence[str] = (),
+    resume: bool = False,
+    overwrite: bool = False,
+    batch_size: int = 256,
+    chunk_size: int = 1000,
+    n_process: int = 1,
+    progress: Optional[bool] = None,
+) -> Summary:
+    """Annotate INPUT into OUTPUT (JSONL), checkpointing after each chunk."""
+    if output.suffix != ".jsonl":
+        raise JobError(
+            f"OUTPUT {output} has suffix {output.suffix!r}: annotate writes .jsonl "
+            "(.parquet and DocBin folders are not supported yet)."
+        )
+    files = input_files(input_path)
+    errors_path, progress_path = job_paths(output)
+    if resume:
+        if not progress_path.exists():
+            raise JobError(
+                f"--resume: no checkpoint {progress_path} beside {output}; run without "
+                "--resume to start the job."
+            )
+        state = Checkpoint.read(progress_path)
+    else:
+        if (output.exists() or progress_path.exists()) and not overwrite:
+            raise JobError(
+                f"{output} already exists: pass --resume to complete it, or --overwrite "
+                "to start again."
+            )
+        state = Checkpoint()
+        errors_path.unlink(missing_ok=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    resumed_from = state.records
+    total = count_lines(files)
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = _progress_bar(total, state.records, show)
+    start = time.perf_counter()
+    words = 0
+    records = read_records(
+        files, text_key=text_key, id_key=id_key, keep=keep, label_files=len(files) > 1
+    )
+    out = _open_for_append(output, state.output_bytes)
+    err = _open_for_append(errors_path, state.errors_bytes)
+    try:
+        for chunk in _chunks(islice(records, state.records, None), chunk_size):
+            good = [r for r in chunk if isinstance(r, Record)]
+            docs = nlp.pipe((r.text for r in good), batch_size=batch_size, n_process=n_process)
+            rows: List[bytes] = []
+            by_position: Dict[int, bytes] = {}
+            for record, doc in zip(good, docs):
+                row = output_row(record, doc)
+                state.entities += len(row["ents"])
+                words += sum(not t.is_space for t in doc)
+                by_position[record.position] = _line(row)
+            bad_rows = [_line(r.row()) for r in chunk if isinstance(r, BadRecord)]
+            rows = [by_position[r.position] for r in good]
+            out.write(b"".join(rows))
+            err.write(b"".join(bad_rows))
+            for handle in (out, err):
+                handle.flush()
+                os.fsync(handle.fileno())
+            state.records += len(chunk)
+            state.errors += len(bad_rows)
+            state.output_bytes = out.tell()
+            state.errors_bytes = err.tell()
+            state.write(progress_path)
+            bar.update(len(chunk), words, time.perf_counter() - start)
+    finally:
+        out.close()
+        err.close()
+        bar.close()
+    state.complete = True
+    state.write(progress_path)
+    if state.errors == 0:
+        errors_path.unlink(missing_ok=True)
+    return Summary(
+        state.records,
+        words,
+        state.entities,
+        state.errors,
+        time.perf_counter() - start,
+        resumed_from,
+    )
+
+
+def _line(row: Dict[str, Any]) -> bytes:
+    return (json.dumps(row, ensure_ascii=False) + "\n").encode("utf8")
+
+
+class _progress_bar:
+    """tqdm on stderr (records, words/s, ETA) when it is a terminal; silent otherwise."""
+
+    def __init__(self, total: int, done: int, show: bool) -> None:
+        self._bar = None
+        if show:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, initial=done, unit="rec", file=sys.stderr)
+
+    def update(self, n: int, words: int, seconds: float) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"{words / max(seconds, 1e-9):,.0f} words/s", refresh=False)
+            self._bar.update(n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+# ------------------------------------------------------------------------ CLI
+
+app = typer.Typer(add_completion=False, help="spacy-hf-tagger command-line tools.")
+
+
+@app.callback()
+def _main() -> None:
+    """spacy-hf-tagger command-line tools."""
+
+
+@app.command(
+    "annotate",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def annotate_cli(
+    ctx: typer.Context,
+    pipeline: Annotated[
+        str, typer.Argument(help="pipeline folder, installed pipeline, or HF model folder / id")
+    ],
+    input_path: Annotated[
+        Path, typer.Argument(help=".txt (one text per line), .jsonl, or a folder of them")
+    ],
+    output: Annotated[Path, typer.Argument(help="output .jsonl: one row per record")],
+    text_key: Annotated[str, typer.Option("--text-key", help="JSONL key of the text")] = "text",
+    id_key: Annotated[
+        str, typer.Option("--id-key", help="JSONL key of the id (else the line number)")
+    ] = "id",
+    keep: Annotated[
+        str, typer.Option("--keep", help="comma-separated input columns to copy to each row")
+    ] = "",
+    lang: Annotated[
+        str, typer.Option("--lang", help="language of the blank pipeline for a model")
+    ] = "en",
+    resume: Annotated[bool, typer.Option("--resume", help="complete an interrupted job")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="start again over an existing OUTPUT")
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", "-b", help="docs per nlp.pipe batch")
+    ] = 256,
+    n_process: Annotated[int, typer.Option("--n-process", "-n", help="processes")] = 1,
+    device: Annotated[
+        Optional[str], typer.Option("--device", help="hf_token_tagger device")
+    ] = None,
+    dtype: Annotated[Optional[str], typer.Option("--dtype", help="hf_token_tagger dtype")] = None,
+) -> None:
+    """Annotate a corpus; extra --section.key value arguments override the
+    pipeline's config, as in spaCy's CLI."""
+    from spacy.cli._util import parse_config_overrides
+
+    try:
+        nlp = load_pipeline(
+            pipeline, lang, parse_config_overrides(ctx.args), device=device, dtype=dtype
+        )
+        summary = run_job(
+            nlp,
+            input_path,
+            output,
+            text_key=text_key,
+            id_key=id_key,
+            keep=[k for k in keep.split(",") if k],
+            resume=resume,
+            overwrite=overwrite,
+            batch_size=batch_size,
+            n_process=n_process,
+        )
+    except JobError as err:
+        msg.fail(str(err), exits=1)
+    except ValueError as err:  # from reading INPUT
+        msg.fail(str(err), exits=1)
+    resumed = f", resumed after record {summary.resumed_from}" if summary.resumed_from else ""
+    errors_path, _ = job_paths(output)
+    where = f" (see {errors_path})" if summary.errors else ""
+    msg.good(
+        f"{summary.records} records, {summary.words_per_s:,.0f} words/s, "
+        f"{summary.entities} entities, {summary.errors} errors{where} -> {output}{resumed}"
+    )
+
+
+def main(argv: Optional[Iterable[str]] = None) -> None:
+    """Entry point of `python -m spacy_hf_tagger` and the `spacy-hf-tagger` script."""
+    app(args=list(argv) if argv is not None else None, prog_name="spacy-hf-tagger")
