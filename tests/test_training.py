@@ -8,6 +8,7 @@ and the shipped configs and the `demo` workflow must run end to end.
 
 from __future__ import annotations
 
+import html
 import importlib.util
 import json
 import math
@@ -575,16 +576,21 @@ def test_spacy_train_tagger_config(tiny_models, tmp_path):
 
 # --- the demo workflow --------------------------------------------------------------
 
+# 30 steps on 400 sentences: enough to learn something (test F1 17.9 on the
+# first 200 test sentences, measured; the untrained head scores about 1), short
+# enough for CI.
 DEMO_OVERRIDES = [
     "--vars.train_limit",
-    "40",
+    "400",
     "--vars.dev_limit",
-    "10",
+    "50",
     "--vars.max_steps",
-    "4",
+    "30",
     "--vars.eval_frequency",
-    "2",
+    "15",
 ]
+DEMO_TEST_SENTENCES = 200
+DEMO_F1_FLOOR = 0.10
 
 
 @pytest.fixture(scope="module")
@@ -596,10 +602,11 @@ def demo_run(tmp_path_factory):
     shutil.copy(REPO / "project.yml", project)
     for folder in ("configs", "scripts", "assets"):
         shutil.copytree(REPO / folder, project / folder)
-    # The test split is evaluated whole; keep its first 40 sentences so this stays fast.
+    # The test split is evaluated whole; keep its first sentences so this stays fast.
     test_split = project / "assets" / "ncbi_disease" / "test.tsv"
     sentences = test_split.read_text("utf8").split("\n\n")
-    test_split.write_text("\n\n".join(sentences[:40]).strip("\n") + "\n", "utf8")
+    kept = sentences[:DEMO_TEST_SENTENCES]
+    test_split.write_text("\n\n".join(kept).strip("\n") + "\n", "utf8")
     proc = subprocess.run(
         [sys.executable, "-m", "weasel", "run", "demo", ".", *DEMO_OVERRIDES],
         cwd=project,
@@ -616,15 +623,26 @@ def test_demo_workflow_trains_evaluates_and_annotates(demo_run):
     project, proc = demo_run
     output = f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
     # The overrides reached the commands.
-    assert "--training.max_steps 4" in proc.stdout, output
+    assert "--training.max_steps 30" in proc.stdout, output
     assert (project / "corpus" / "train.spacy").is_file(), output
-    assert len(DocBin().from_disk(project / "corpus" / "train.spacy")) == 40
+    assert len(DocBin().from_disk(project / "corpus" / "train.spacy")) == 400
     assert (project / "training" / "demo" / "model-best" / "hf_token_tagger" / "cfg.json").is_file()
     metrics = json.loads((project / "metrics" / "demo.json").read_text("utf8"))
-    assert isinstance(metrics["ents_f"], float), metrics
-    assert set(metrics["ents_per_type"] or {}) <= {"Disease"}
-    html = (project / "metrics" / "demo.html").read_text("utf8")
-    assert "<mark" in html or "entities" in html
+    # A short run (DEMO_OVERRIDES) that still learns: well above the untrained
+    # model's near-zero F1 (the full demo's figure is in the README).
+    assert metrics["ents_f"] >= DEMO_F1_FLOOR, metrics
+    assert set(metrics["ents_per_type"]) == {"Disease"}
+    page = (project / "metrics" / "demo.html").read_text("utf8")
+    # The page a user opens: a title, the test metrics, and each sample text
+    # with its entities marked and scored in their labels.
+    assert "<title>Disease mentions (NCBI-disease)" in page
+    assert f"<td><b>{100 * metrics['ents_f']:.1f}</b></td>" in page
+    texts = (project / "assets" / "demo_texts.txt").read_text("utf8").split("\n")
+    for text in filter(None, texts):
+        assert html.escape(text.split()[0]) in page, text
+    labels = re.findall(r'<span style="[^"]*">(Disease \d\.\d\d)</span>', page)
+    scores = re.findall(r"\[Disease (\d\.\d\d)\]", proc.stdout)
+    assert labels and [f"Disease {x}" for x in scores] == labels, (labels, scores)
 
 
 @pytest.mark.slow
