@@ -358,6 +358,7 @@ def test_pos_training_from_an_entity_checkpoint(annotate, tiny_models):
     assert list(scheme.labels) == wanted
     assert set(wanted) <= UPOS_TAGS
     assert comp.annotate == ["pos"]
+    before = nlp.evaluate(examples)["pos_acc"]
     optimizer = Adam(1e-3)
     history = []
     for _ in range(5):
@@ -368,8 +369,10 @@ def test_pos_training_from_an_entity_checkpoint(annotate, tiny_models):
     assert history[-1] < history[0]
     doc = nlp("Sarah lives in Paris.")
     assert all(t.pos_ in wanted for t in doc)
-    scores = nlp.evaluate(examples)
-    assert 0.0 <= scores["pos_acc"] <= 1.0
+    # Five steps on the training examples themselves: measured 0.45-0.50
+    # (from a new head), well above the untrained head.
+    after = nlp.evaluate(examples)["pos_acc"]
+    assert after >= 0.35 and after > before + 0.1, (before, after)
 
 
 # --- spacy train ------------------------------------------------------------------------
@@ -532,9 +535,7 @@ def test_spacy_train_on_multi_sentence_docs_evaluates_the_final_step(tiny_models
         learn_rate=3e-3,
     )
     assert logged_steps(stdout) == [0, 3, 6], stdout
-    final = re.search(
-        r"Final weights \(step 7, [^)]*\): score [\d.]+\s+\(ents_f ([\d.]+)", stdout
-    )
+    final = re.search(r"Final weights \(step 7, [^)]*\): score [\d.]+\s+\(ents_f ([\d.]+)", stdout)
     assert final, stdout
     scores = [*logged_ents_f(stdout), float(final.group(1))]
     best_meta = json.loads((tmp_path / "model-best" / "meta.json").read_text("utf8"))
