@@ -149,16 +149,24 @@ def quantize_linear_layers(model: torch.nn.Module) -> torch.nn.Module:
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     n_labels = getattr(getattr(model, "config", None), "num_labels", None)
-    spec = {
-        name: per_channel_dynamic_qconfig
+    quantized = {
+        name: module
         for name, module in model.named_modules()
         if isinstance(module, torch.nn.Linear) and module.out_features != n_labels
     }
+    spec = {name: per_channel_dynamic_qconfig for name in quantized}
+    # The copy shares every tensor that stays float32 (embeddings, norms, the
+    # classifier) with the model, read-only: only the quantized layers cost memory.
+    quantized_tensors = {id(t) for m in quantized.values() for t in (m.weight, m.bias)}
+    memo = {
+        id(t): t for t in [*model.parameters(), *model.buffers()] if id(t) not in quantized_tensors
+    }
+    runner = copy.deepcopy(model, memo)
     with warnings.catch_warnings():
         # torch marks its eager quantization API as deprecated (moving to
         # torchao); it is still the one that runs on every CPU torch supports.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
-        runner = quantize_dynamic(model, spec, dtype=torch.qint8, inplace=False)
+        quantize_dynamic(runner, spec, dtype=torch.qint8, inplace=True)
     runner.eval()
     return runner

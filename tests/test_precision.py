@@ -266,3 +266,19 @@ def test_precision_check_prints_agreement_with_float32(
     _, results = precision_check.compare(str(tmp_path / "pipeline"), TEXTS, ["int8"])
     assert [a.runs_in for a in results] == ["int8"]
     assert results[0].entity_f == 100.0
+
+
+def test_int8_copy_shares_the_float32_tensors_with_the_model(
+    tiny_models: TinyModelFactory,
+) -> None:
+    tagger = _nlp(tiny_models("wordpiece-cased"), dtype="int8").get_pipe("hf_token_tagger")
+    runner = tagger._ensure_loaded().inference_model()
+    model = tagger.hf_model
+    assert (
+        runner.bert.embeddings.word_embeddings.weight
+        is model.bert.embeddings.word_embeddings.weight
+    )
+    assert runner.classifier.weight is model.classifier.weight
+    assert runner.bert.embeddings.LayerNorm.weight is model.bert.embeddings.LayerNorm.weight
+    # The quantized layers are the copy's own; the model keeps its float32 ones.
+    assert model.bert.encoder.layer[0].attention.self.query.weight.dtype == torch.float32
