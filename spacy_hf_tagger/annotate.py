@@ -208,9 +208,8 @@ def run_job(
         errors_path.unlink(missing_ok=True)
     output.parent.mkdir(parents=True, exist_ok=True)
     resumed_from = state.records
-    total = count_lines(files)
     show = sys.stderr.isatty() if progress is None else progress
-    bar = _progress_bar(total, state.records, show)
+    bar = _progress_bar(files, state.records, show)
     start = time.perf_counter()
     words = 0
     records = read_records(
@@ -223,14 +222,12 @@ def run_job(
             good = [r for r in chunk if isinstance(r, Record)]
             docs = nlp.pipe((r.text for r in good), batch_size=batch_size, n_process=n_process)
             rows: List[bytes] = []
-            by_position: Dict[int, bytes] = {}
             for record, doc in zip(good, docs):
                 row = output_row(record, doc)
                 state.entities += len(row["ents"])
                 words += sum(not t.is_space for t in doc)
-                by_position[record.position] = _line(row)
+                rows.append(_line(row))
             bad_rows = [_line(r.row()) for r in chunk if isinstance(r, BadRecord)]
-            rows = [by_position[r.position] for r in good]
             out.write(b"".join(rows))
             err.write(b"".join(bad_rows))
             for handle in (out, err):
@@ -267,11 +264,12 @@ def _line(row: Dict[str, Any]) -> bytes:
 class _progress_bar:
     """tqdm on stderr (records, words/s, ETA) when it is a terminal; silent otherwise."""
 
-    def __init__(self, total: int, done: int, show: bool) -> None:
+    def __init__(self, files: Sequence[Path], done: int, show: bool) -> None:
         self._bar = None
-        if show:
+        if show:  # counting the lines (for the ETA) reads the input once more
             from tqdm import tqdm
 
+            total = count_lines(files)
             self._bar = tqdm(total=total, initial=done, unit="rec", file=sys.stderr)
 
     def update(self, n: int, words: int, seconds: float) -> None:
@@ -350,9 +348,7 @@ def annotate_cli(
             batch_size=batch_size,
             n_process=n_process,
         )
-    except JobError as err:
-        msg.fail(str(err), exits=1)
-    except ValueError as err:  # from reading INPUT
+    except ValueError as err:  # JobError, or a problem reading INPUT
         msg.fail(str(err), exits=1)
     resumed = f", resumed after record {summary.resumed_from}" if summary.resumed_from else ""
     errors_path, _ = job_paths(output)

@@ -217,7 +217,6 @@ class HFTokenTagger(TrainablePipe):
         self._device = hf.resolve_device(device)
         # And the precision, which follows the device and the CPU's features.
         self.precision: Precision = choose_precision(dtype, self._device)
-        self._dtype = self.precision.weights
         self._loaded: Optional[LoadedModel] = None
         self._torch_step: Optional[training.TorchStep] = None
         self.counters: Counter = Counter()
@@ -274,7 +273,10 @@ class HFTokenTagger(TrainablePipe):
         with self._load_lock:
             if self._loaded is None:
                 source = load_source(
-                    self.cfg["model"], self.cfg["revision"], self._dtype, require_head=True
+                    self.cfg["model"],
+                    self.cfg["revision"],
+                    self.precision.weights,
+                    require_head=True,
                 )
                 self.cfg["resolved_commit"] = source.resolved_commit
                 self._install(source.model, source.tokenizer)
@@ -325,14 +327,17 @@ class HFTokenTagger(TrainablePipe):
             except Exception as error:  # as spaCy's own pipes: the handler decides
                 error_handler(self.name, self, docs, error)
 
+    @property
+    def _follows_sentences(self) -> bool:
+        """Whether the model sees each sentence (or line) on its own (context)."""
+        return self.cfg["context"] == "sentence"
+
     def _annotate(self, docs: Sequence[Doc]) -> None:
         self.set_annotations(docs, self.predict(docs))
 
     def _encode(self, docs: Sequence[Doc]) -> EncodedBatch:
         """Tokenize docs into pieces and align the pieces to the docs' spaCy tokens."""
-        return encode_docs(
-            self._ensure_loaded(), docs, follow_sentences=self.cfg["context"] == "sentence"
-        )
+        return encode_docs(self._ensure_loaded(), docs, self._follows_sentences)
 
     def predict(self, docs: Iterable[Doc]) -> BatchPrediction:
         """Token probabilities [n_tokens, n_labels], has-piece mask, and the mask
@@ -442,7 +447,7 @@ class HFTokenTagger(TrainablePipe):
         message = (
             f"{self.name}: {lost} predicted entities overlap entities set by an earlier "
             f"component and were not written (e.g. {', '.join(examples[:3])}); "
-            f"{self.counters['ents_lost']} so far (see .counters). Add \"spans\" to "
+            f'{self.counters["ents_lost"]} so far (see .counters). Add "spans" to '
             "`annotate` to keep them in doc.spans, set overwrite_ents=true to let the "
             'model win, or errors="ignore" to silence this.'
         )
@@ -464,7 +469,7 @@ class HFTokenTagger(TrainablePipe):
         (see `training.choose_head`)."""
         validate_examples(get_examples(), "HFTokenTagger.initialize")
         source = load_source(
-            self.cfg["model"], self.cfg["revision"], self._dtype, require_head=False
+            self.cfg["model"], self.cfg["revision"], self.precision.weights, require_head=False
         )
         self.cfg["resolved_commit"] = source.resolved_commit
         model = training.choose_head(
@@ -514,7 +519,7 @@ class HFTokenTagger(TrainablePipe):
             examples,
             tag_attr="POS" if "pos" in self.annotate else "TAG",
             label_all_pieces=bool(self.cfg["label_all_pieces"]),
-            follow_sentences=self.cfg["context"] == "sentence",
+            follow_sentences=self._follows_sentences,
             batch_size=self.cfg["batch_size"],
             max_batch_subwords=self.cfg["max_batch_subwords"],
         )
@@ -549,11 +554,9 @@ class HFTokenTagger(TrainablePipe):
             )
         return dict(tag_name_map(scheme, self.cfg["label_map"]))
 
-    def from_disk(
-        self, path: Union[str, Path], *, exclude: Iterable[str] = ()
-    ) -> "HFTokenTagger":
+    def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = ()) -> "HFTokenTagger":
         """Load settings and the model from `path` only: never from `model`'s hub id."""
-        saved, tokenizer, model = read_folder(Path(path), self._dtype)
+        saved, tokenizer, model = read_folder(Path(path), self.precision.weights)
         # Settings come from the pipeline's config (config.cfg, plus any
         # overrides given to spacy.load); cfg.json only restores what the
         # config cannot know: which weights were resolved when it was saved.

@@ -42,7 +42,7 @@ class LoadedModel:
     def inference_model(self) -> torch.nn.Module:
         """The module forward passes run: the model, or its reduced-precision copy
         (made on first use, and again after the weights change)."""
-        if self.precision is None or not self.precision.needs_copy:
+        if self.precision is None:
             return self.model
         if self._runner is None:
             self._runner = inference_copy(self.model, self.precision)

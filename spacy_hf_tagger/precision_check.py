@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Set, Tuple
 
-import spacy
 from spacy.language import Language
 
+from . import annotate
 from .precision import cpu_flags
 
 FACTORY = "hf_token_tagger"
@@ -59,21 +59,10 @@ class Agreement:
 
 
 def load_pipeline(source: str, dtype: str, lang: str = "en") -> Language:
-    """A pipeline with our component at `dtype`: `spacy.load` for an installed
-    pipeline or a pipeline folder (with the component's dtype overridden), else
-    a blank `lang` pipeline with our component on `source` as the model."""
-    path = Path(source).expanduser()
-    is_pipeline = (path / "config.cfg").is_file() or (
-        not path.exists() and spacy.util.is_package(source)
-    )
-    if is_pipeline:
-        nlp = spacy.load(source)
-        names = [n for n, pipe in nlp.pipeline if type(pipe).__name__ == "HFTokenTagger"]
-        if not names:
-            raise ValueError(f"{source!r} is a spaCy pipeline without an {FACTORY} component.")
-        return spacy.load(source, config={"components": {n: {"dtype": dtype} for n in names}})
-    nlp = spacy.blank(lang)
-    nlp.add_pipe(FACTORY, config={"model": source, "dtype": dtype})
+    """A pipeline with our component at `dtype` (see `annotate.load_pipeline`)."""
+    nlp = annotate.load_pipeline(source, lang, dtype=dtype)
+    if not any(type(pipe).__name__ == "HFTokenTagger" for _, pipe in nlp.pipeline):
+        raise ValueError(f"{source!r} is a spaCy pipeline without an {FACTORY} component.")
     return nlp
 
 
