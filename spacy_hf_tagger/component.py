@@ -347,7 +347,7 @@ class HFTokenTagger(TrainablePipe):
         loaded = self._ensure_loaded()
         encoded = self._encode(docs)
         batches = model_batches(
-            loaded, encoded, self.cfg["batch_size"], self.cfg["max_batch_subwords"]
+            loaded, encoded, self.cfg["batch_size"], self.cfg["max_batch_subwords"], pack=True
         )
         with self._forward_lock:
             piece_probs = piece_probabilities(loaded, encoded, batches)

@@ -6,7 +6,7 @@ is trained on exactly the windows and alignment it is later read through.
 
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ from spacy.tokens import Doc
 from . import hf
 from .batch import EncodedBatch, encode_batch
 from .loading import LoadedModel
+from .packing import packed_inputs
 from .windows import Window, pack_batches, segment_windows
 
 # Cost of one more forward call, in padded subword positions: measured on 2 CPU
@@ -39,22 +40,49 @@ def encode_docs(
     return encode_batch(docs, tokenize, follow_sentences)
 
 
-def model_batches(
-    loaded: LoadedModel, encoded: EncodedBatch, batch_size: int, max_batch_subwords: int
-) -> Iterator[Tuple[List[Window], Dict[str, torch.Tensor]]]:
-    """Model inputs for the windows of `encoded`, length-sorted and packed.
+class ModelBatch(NamedTuple):
+    """One forward call: its windows, where each window's first position lies
+    in the input (row, column), and the model inputs."""
 
-    Sorted windows are cut into batches where the padding saved outweighs
-    the cost of one more forward call: small on CPU, larger on
-    accelerators, which pay more per call and less per position. On the
-    CoNLL sentence workload this pads 10% fewer positions than filling
-    batches in turn, and a training batch of 32 random sentences (over
-    half padding when run whole) trains twice as fast.
+    members: List[Window]
+    placements: List[Tuple[int, int]]
+    inputs: Dict[str, torch.Tensor]
+
+
+def model_batches(
+    loaded: LoadedModel,
+    encoded: EncodedBatch,
+    batch_size: int,
+    max_batch_subwords: int,
+    *,
+    pack: bool = False,
+) -> Iterator[ModelBatch]:
+    """Model inputs for the windows of `encoded`, length-sorted, in batches.
+
+    Padded (the default, and training's way): sorted windows are cut into
+    batches where the padding saved outweighs the cost of one more forward
+    call: small on CPU, larger on accelerators, which pay more per call and
+    less per position. On the CoNLL sentence workload this pads 10% fewer
+    positions than filling batches in turn, and a training batch of 32
+    random sentences (over half padding when run whole) trains twice as fast.
+
+    With `pack` and a model that takes packed rows (`loaded.packing`, see
+    `packing`), batches of up to `batch_size` windows go end to end into
+    rows instead: almost no padding, whatever the lengths.
     """
     piece_ids = encoded.piece_ids
-    windows = segment_windows(
-        encoded.segments, loaded.content_length, loaded.stride, loaded.causal
-    )
+    windows = segment_windows(encoded.segments, loaded.content_length, loaded.stride, loaded.causal)
+    layout = loaded.packing if pack else None
+    if layout is not None and len(windows) > 1:
+        lengths = [w.length + loaded.special.count for w in windows]
+        for batch in fill_batches(lengths, batch_size, max_batch_subwords):
+            members = [windows[i] for i in batch]
+            rows = [piece_ids[w.text_index][w.start : w.end] for w in members]
+            inputs, placements = packed_inputs(
+                rows, loaded.special, layout, loaded.causal, loaded.device
+            )
+            yield ModelBatch(members, placements, inputs)
+        return
     on_cpu = loaded.device.type == "cpu"
     batches = pack_batches(
         [w.length for w in windows],
@@ -65,13 +93,33 @@ def model_batches(
     for batch in batches:
         members = [windows[i] for i in batch]
         rows = [piece_ids[w.text_index][w.start : w.end] for w in members]
-        yield members, hf.build_batch(rows, loaded.special, loaded.device)
+        inputs = hf.build_batch(rows, loaded.special, loaded.device)
+        yield ModelBatch(members, [(i, 0) for i in range(len(members))], inputs)
+
+
+def fill_batches(
+    lengths: Sequence[int], batch_size: int, max_positions: int
+) -> Iterator[List[int]]:
+    """Longest first, batches of at most `batch_size` windows and `max_positions`
+    positions in all (at least one window each): packed rows cost their
+    positions, not rows x longest."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batch: List[int] = []
+    total = 0
+    for index in order:
+        if batch and (len(batch) >= batch_size or total + lengths[index] > max_positions):
+            yield batch
+            batch, total = [], 0
+        batch.append(index)
+        total += lengths[index]
+    if batch:
+        yield batch
 
 
 def piece_probabilities(
     loaded: LoadedModel,
     encoded: EncodedBatch,
-    batches: Iterator[Tuple[List[Window], Dict[str, torch.Tensor]]],
+    batches: Iterator[ModelBatch],
 ) -> np.ndarray:
     """Label probabilities [n_pieces, n_labels] for every piece of the batch.
 
@@ -86,7 +134,7 @@ def piece_probabilities(
     if model.training:  # only if someone switched it: eval() walks every module
         model.eval()
     with torch.inference_mode():
-        for members, inputs in batches:
+        for members, placements, inputs in batches:
             try:
                 logits = model(**inputs).logits
             except IndexError as error:
@@ -97,10 +145,10 @@ def piece_probabilities(
                     "max_length below that length."
                 ) from error
             probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-            for row, w in enumerate(members):
+            for w, (row, column) in zip(members, placements):
                 base = piece_bounds[w.text_index]
                 probs_out[base + w.keep_start : base + w.keep_end] = probs[
-                    row, w.kept_columns(n_prefix)
+                    row, w.kept_columns(n_prefix + column)
                 ]
     return probs_out
 
@@ -124,4 +172,3 @@ def window_targets(
             base + w.keep_start : base + w.keep_end
         ]
     return targets
-

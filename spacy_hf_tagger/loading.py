@@ -17,6 +17,7 @@ import torch
 
 from . import hf
 from .labels import LabelScheme, read_label_scheme
+from .packing import PackedLayout, find_layout
 from .precision import Precision, inference_copy
 from .settings import ConfigError
 
@@ -37,6 +38,8 @@ class LoadedModel:
     causal: bool = False
     # What inference computes in; None: the weights' own dtype.
     precision: Optional[Precision] = None
+    # How inference packs several windows into one row; None: it pads them.
+    packing: Optional[PackedLayout] = None
     _runner: Optional[torch.nn.Module] = field(default=None, repr=False)
 
     def inference_model(self) -> torch.nn.Module:
@@ -128,6 +131,13 @@ def install(
     special = hf.special_tokens(tokenizer, hf.forward_inputs(model))
     content, stride = window_size(tokenizer, model, special, cfg)
     causal = hf.sees_only_left_context(model, tokenizer, special, device)
+    # Padding is what costs on a CPU; accelerators run padded rows nearly free
+    # and their fastest attention kernels take no block mask.
+    packing = (
+        find_layout(model, tokenizer, special, causal, content, device)
+        if device.type == "cpu"
+        else None
+    )
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -139,4 +149,5 @@ def install(
         continuation=scheme.begin_to_inside(),
         causal=causal,
         precision=precision,
+        packing=packing,
     )

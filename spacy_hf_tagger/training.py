@@ -226,7 +226,7 @@ def training_batches(
         continuation=loaded.continuation,
     )
     out = []
-    for members, inputs in model_batches(loaded, encoded, batch_size, max_batch_subwords):
+    for members, _, inputs in model_batches(loaded, encoded, batch_size, max_batch_subwords):
         targets = window_targets(
             loaded, encoded, targets_all, members, tuple(inputs["input_ids"].shape), IGNORE_INDEX
         )
