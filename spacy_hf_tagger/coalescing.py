@@ -39,11 +39,12 @@ class Coalescer(Generic[T]):
 
     `process` must handle any number of items and do its work in place (it
     annotates docs). `max_items` caps a batch. `wait` (seconds) is how long a
-    leader waits for more items before it runs a batch of fewer than
-    `max_items`, and only while callers are concurrent (the last batch held
-    more than one item): a lone caller never waits. With 0, batching comes
-    only from calls that arrive while a batch runs; callers released by one
-    batch then mostly miss the next, which halves the batches.
+    leader waits for the callers of the last batch to come back before it
+    runs a smaller batch, and only while callers are concurrent (the last
+    batch held more than one item): a lone caller never waits, and the wait
+    ends as soon as as many items as last time are in. With 0, batching
+    comes only from calls that arrive while a batch runs; callers released by
+    one batch then mostly miss the next, which halves the batches.
     """
 
     def __init__(
@@ -108,11 +109,12 @@ class Coalescer(Generic[T]):
                     self._busy = False
 
     def _gather(self) -> None:
-        """Wait up to `wait` seconds for the batch to fill."""
+        """Wait up to `wait` seconds for as many items as the last batch held."""
         deadline = time.monotonic() + self._wait
+        target = min(self._max_items, self._last_batch)
         while time.monotonic() < deadline:
             with self._lock:
-                if len(self._pending) >= self._max_items:
+                if len(self._pending) >= target:
                     return
             time.sleep(min(0.0005, max(0.0, deadline - time.monotonic())))
 

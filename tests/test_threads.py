@@ -274,8 +274,9 @@ def test_coalescer_waits_for_a_batch_only_when_callers_are_concurrent():
     start = time.monotonic()
     assert coalescer.submit(0) == 0
     assert time.monotonic() - start < 0.2
-    # Once a batch held several items, the leader waits up to 0.3 s for more.
-    coalescer._last_batch = 2
+    # Once a batch held several items, the leader waits up to 0.3 s for as
+    # many (here, as if the last batch held 4).
+    coalescer._last_batch = 4
     barrier = threading.Barrier(4)
 
     def work(i: int) -> None:
@@ -288,6 +289,27 @@ def test_coalescer_waits_for_a_batch_only_when_callers_are_concurrent():
     for w in workers:
         w.join(timeout=30)
     assert seen == [1, 4]
+
+
+def test_the_wait_ends_when_the_last_batch_s_callers_are_back():
+    seen: List[int] = []
+    coalescer: Coalescer[int] = Coalescer(lambda items: seen.append(len(items)), wait=20.0)
+    coalescer._last_batch = 3
+    barrier = threading.Barrier(3)
+
+    def work(i: int) -> None:
+        barrier.wait()
+        coalescer.submit(i)
+
+    start = time.monotonic()
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=60)
+    # Not the 20 s: the leader stops waiting once three items are in.
+    assert time.monotonic() - start < 10
+    assert seen == [3]
 
 
 def test_thread_batch_wait_setting_is_checked(model_dir):
