@@ -24,6 +24,7 @@ from typing import (
     IO,
     Annotated,
     Any,
+    Callable,
     Dict,
     Iterable,
     Iterator,
@@ -37,9 +38,25 @@ from typing import (
 import typer
 from wasabi import msg
 
-from .records import BadRecord, Record, count_lines, input_files, output_row, read_records
+from .records import (
+    BadRecord,
+    Record,
+    count_lines,
+    entity_rows,
+    input_files,
+    output_row,
+    read_records,
+)
 
 FACTORY = "hf_token_tagger"
+
+# Texts in; for each, its entities (`records.entity_rows`) and its word count.
+TextAnnotator = Callable[[Sequence[str]], List[Tuple[List[Dict[str, Any]], int]]]
+
+# Records per checkpoint. The Ray engine starts an actor pool per chunk, so
+# its chunks are larger.
+LOCAL_CHUNK = 1000
+RAY_CHUNK = 20000
 
 
 class JobError(ValueError):
@@ -158,6 +175,19 @@ class Summary:
         return self.words / self.seconds if self.seconds > 0 else float("nan")
 
 
+class LocalAnnotator:
+    """The local engine: `nlp.pipe` in this process (or `n_process` of them)."""
+
+    def __init__(self, nlp, batch_size: int = 256, n_process: int = 1) -> None:
+        self.nlp = nlp
+        self.batch_size = batch_size
+        self.n_process = n_process
+
+    def __call__(self, texts: Sequence[str]) -> List[Tuple[List[Dict[str, Any]], int]]:
+        docs = self.nlp.pipe(texts, batch_size=self.batch_size, n_process=self.n_process)
+        return [(entity_rows(doc), sum(not t.is_space for t in doc)) for doc in docs]
+
+
 def _chunks(
     items: Iterator[Union[Record, BadRecord]], size: int
 ) -> Iterator[List[Union[Record, BadRecord]]]:
@@ -169,7 +199,7 @@ def _chunks(
 
 
 def run_job(
-    nlp,
+    nlp_or_annotator: Union[Any, TextAnnotator],
     input_path: Path,
     output: Path,
     *,
@@ -179,11 +209,14 @@ def run_job(
     resume: bool = False,
     overwrite: bool = False,
     batch_size: int = 256,
-    chunk_size: int = 1000,
+    chunk_size: int = LOCAL_CHUNK,
     n_process: int = 1,
     progress: Optional[bool] = None,
 ) -> Summary:
-    """Annotate INPUT into OUTPUT (JSONL), checkpointing after each chunk."""
+    """Annotate INPUT into OUTPUT (JSONL), checkpointing after each chunk.
+
+    `nlp_or_annotator`: a pipeline (run here with `batch_size`/`n_process`)
+    or an engine such as `ray_data.RayAnnotator`."""
     if output.suffix != ".jsonl":
         raise JobError(
             f"OUTPUT {output} has suffix {output.suffix!r}: annotate writes .jsonl "
@@ -208,6 +241,11 @@ def run_job(
         errors_path.unlink(missing_ok=True)
     output.parent.mkdir(parents=True, exist_ok=True)
     resumed_from = state.records
+    annotate = (
+        nlp_or_annotator
+        if not hasattr(nlp_or_annotator, "pipe")
+        else LocalAnnotator(nlp_or_annotator, batch_size, n_process)
+    )
     show = sys.stderr.isatty() if progress is None else progress
     bar = _progress_bar(files, state.records, show)
     start = time.perf_counter()
@@ -220,13 +258,11 @@ def run_job(
     try:
         for chunk in _chunks(islice(records, state.records, None), chunk_size):
             good = [r for r in chunk if isinstance(r, Record)]
-            docs = nlp.pipe((r.text for r in good), batch_size=batch_size, n_process=n_process)
             rows: List[bytes] = []
-            for record, doc in zip(good, docs):
-                row = output_row(record, doc)
-                state.entities += len(row["ents"])
-                words += sum(not t.is_space for t in doc)
-                rows.append(_line(row))
+            for record, (ents, n_words) in zip(good, annotate([r.text for r in good])):
+                state.entities += len(ents)
+                words += n_words
+                rows.append(_line(output_row(record, ents)))
             bad_rows = [_line(r.row()) for r in chunk if isinstance(r, BadRecord)]
             out.write(b"".join(rows))
             err.write(b"".join(bad_rows))
@@ -327,17 +363,51 @@ def annotate_cli(
         Optional[str], typer.Option("--device", help="hf_token_tagger device")
     ] = None,
     dtype: Annotated[Optional[str], typer.Option("--dtype", help="hf_token_tagger dtype")] = None,
+    engine: Annotated[
+        str,
+        typer.Option("--engine", help="local, or ray (Ray Data; RAY_ADDRESS or a local cluster)"),
+    ] = "local",
+    workers: Annotated[
+        int, typer.Option("--workers", help="--engine ray: actors, each loading the pipeline")
+    ] = 1,
+    gpus_per_worker: Annotated[
+        float, typer.Option("--gpus-per-worker", help="--engine ray: GPUs per actor")
+    ] = 0,
+    chunk_size: Annotated[
+        Optional[int],
+        typer.Option(
+            "--chunk-size",
+            help=f"records per checkpoint (default {LOCAL_CHUNK}; {RAY_CHUNK} with --engine ray)",
+        ),
+    ] = None,
 ) -> None:
     """Annotate a corpus; extra --section.key value arguments override the
     pipeline's config, as in spaCy's CLI."""
     from spacy.cli._util import parse_config_overrides
 
     try:
-        nlp = load_pipeline(
-            pipeline, lang, parse_config_overrides(ctx.args), device=device, dtype=dtype
-        )
+        overrides = parse_config_overrides(ctx.args)
+        annotator: Any
+        if engine == "ray":
+            from .ray_data import RayAnnotator
+
+            load_pipeline(pipeline, lang, overrides, device=device, dtype=dtype)  # fail early
+            annotator = RayAnnotator(
+                pipeline,
+                workers=workers,
+                gpus_per_worker=gpus_per_worker,
+                batch_size=batch_size,
+                lang=lang,
+                overrides=overrides,
+                device=device,
+                dtype=dtype,
+            )
+        elif engine == "local":
+            annotator = load_pipeline(pipeline, lang, overrides, device=device, dtype=dtype)
+        else:
+            raise JobError(f"--engine {engine!r}: use local or ray.")
         summary = run_job(
-            nlp,
+            annotator,
             input_path,
             output,
             text_key=text_key,
@@ -347,6 +417,7 @@ def annotate_cli(
             overwrite=overwrite,
             batch_size=batch_size,
             n_process=n_process,
+            chunk_size=chunk_size or (RAY_CHUNK if engine == "ray" else LOCAL_CHUNK),
         )
     except ValueError as err:  # JobError, or a problem reading INPUT
         msg.fail(str(err), exits=1)

@@ -156,7 +156,7 @@ def entity_rows(doc: Doc) -> List[Dict[str, Any]]:
     return rows
 
 
-def output_row(record: Record, doc: Doc) -> Dict[str, Any]:
-    """The output row of an annotated record: its id, its entities, and the
-    input columns the user asked to keep."""
-    return {"id": record.id, "ents": entity_rows(doc), **record.keep}
+def output_row(record: Record, ents: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """The output row of an annotated record: its id, its entities (see
+    `entity_rows`), and the input columns the user asked to keep."""
+    return {"id": record.id, "ents": ents, **record.keep}

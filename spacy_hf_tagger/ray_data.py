@@ -1,0 +1,191 @@
+"""Annotate on Ray Data: an actor pool, each actor loading the pipeline once.
+
+`annotate_dataset` is for users already in Ray: it maps a `ray.data.Dataset`
+with a text column to the same dataset with an `ents` column, the rows the
+annotate CLI writes. `RayAnnotator` is the CLI's `--engine ray`: the driver
+reads INPUT, writes OUTPUT and checkpoints exactly as the local engine does;
+each chunk of records goes through the actor pool on the cluster.
+
+The pipeline is loaded inside each actor from its name or path (an installed
+package or a folder every node can read), never pickled from the driver: a
+loaded model is hundreds of MB, and torch modules do not survive pickling
+across versions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+try:
+    import ray
+except ImportError as error:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "the Ray engine needs Ray Data: pip install 'spacy-hf-tagger[ray]'"
+    ) from error
+
+from .records import entity_rows
+
+# Columns the actors add: the entities as JSON (one string column has the same
+# Arrow type in every block, where a list of structs would be typed `null` in a
+# block without entities), and the words counted the way the local engine does.
+_ENTS_JSON = "__hf_ents_json"
+_WORDS = "__hf_words"
+
+
+class _PipelineActor:
+    """Loads the pipeline once, then annotates batches of texts."""
+
+    def __init__(
+        self,
+        pipeline: str,
+        lang: str,
+        overrides: Optional[Dict[str, Any]],
+        device: Optional[str],
+        dtype: Optional[str],
+        text_key: str,
+        batch_size: int,
+    ) -> None:
+        from .annotate import load_pipeline
+
+        self.nlp = load_pipeline(pipeline, lang, overrides, device=device, dtype=dtype)
+        self.text_key = text_key
+        self.batch_size = batch_size
+
+    def __call__(self, batch: Dict[str, Any]) -> Dict[str, Any]:
+        texts = list(batch[self.text_key])
+        for position, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise ValueError(
+                    f"column {self.text_key!r} holds a {type(text).__name__} at row "
+                    f"{position} of a batch, not a string: filter or convert those rows "
+                    "before annotating."
+                )
+        ents: List[str] = []
+        words: List[int] = []
+        for doc in self.nlp.pipe(texts, batch_size=self.batch_size):
+            ents.append(json.dumps(entity_rows(doc), ensure_ascii=False))
+            words.append(sum(not t.is_space for t in doc))
+        out = dict(batch)
+        out[_ENTS_JSON] = ents
+        out[_WORDS] = words
+        return out
+
+
+def _annotated(
+    ds: ray.data.Dataset,
+    pipeline: str,
+    *,
+    text_key: str,
+    workers: int,
+    gpus_per_worker: float,
+    batch_size: int,
+    lang: str,
+    overrides: Optional[Dict[str, Any]],
+    device: Optional[str],
+    dtype: Optional[str],
+) -> ray.data.Dataset:
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    return ds.map_batches(
+        _PipelineActor,
+        fn_constructor_args=(pipeline, lang, overrides, device, dtype, text_key, batch_size),
+        batch_size=batch_size,
+        batch_format="numpy",
+        concurrency=workers,
+        num_gpus=gpus_per_worker or None,
+    )
+
+
+def annotate_dataset(
+    ds: ray.data.Dataset,
+    pipeline: str,
+    *,
+    text_key: str = "text",
+    workers: int = 1,
+    gpus_per_worker: float = 0,
+    batch_size: int = 256,
+    lang: str = "en",
+    overrides: Optional[Dict[str, Any]] = None,
+    device: Optional[str] = None,
+    dtype: Optional[str] = None,
+) -> ray.data.Dataset:
+    """`ds` with an `ents` column: a list of {start, end, label, score, text}
+    per row, character offsets into the row's text, as the annotate CLI writes.
+
+    `pipeline` is what the CLI takes (a pipeline name or folder, or a model
+    folder or hub id), and must be loadable on every worker. Each of the
+    `workers` actors loads it once (with `gpus_per_worker` GPUs each);
+    `batch_size` rows go to each `nlp.pipe` call. A row whose text is not a
+    string stops the job with an error naming the column.
+    """
+
+    def decode(batch: Dict[str, Any]) -> Dict[str, Any]:
+        out = {k: v for k, v in batch.items() if k not in (_ENTS_JSON, _WORDS)}
+        out["ents"] = [json.loads(e) for e in batch[_ENTS_JSON]]
+        return out
+
+    annotated = _annotated(
+        ds,
+        pipeline,
+        text_key=text_key,
+        workers=workers,
+        gpus_per_worker=gpus_per_worker,
+        batch_size=batch_size,
+        lang=lang,
+        overrides=overrides,
+        device=device,
+        dtype=dtype,
+    )
+    return annotated.map_batches(decode, batch_format="numpy")
+
+
+class RayAnnotator:
+    """The annotate job's `--engine ray`: texts in, (entities, words) out, in order.
+
+    Connects to the cluster in `RAY_ADDRESS`, else starts a local one. Each
+    call (one chunk of the job) runs through a fresh actor pool, so a chunk
+    should be large (the CLI uses 20,000 records): the pool's start, a
+    pipeline load per actor, is then a small share of its time.
+    """
+
+    def __init__(
+        self,
+        pipeline: str,
+        *,
+        workers: int,
+        gpus_per_worker: float = 0,
+        batch_size: int = 256,
+        lang: str = "en",
+        overrides: Optional[Dict[str, Any]] = None,
+        device: Optional[str] = None,
+        dtype: Optional[str] = None,
+    ) -> None:
+        if not ray.is_initialized():
+            ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=False)
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True
+        self._settings = dict(
+            workers=workers,
+            gpus_per_worker=gpus_per_worker,
+            batch_size=batch_size,
+            lang=lang,
+            overrides=overrides,
+            device=device,
+            dtype=dtype,
+        )
+        self._pipeline = pipeline
+
+    def __call__(self, texts: Sequence[str]) -> List[Tuple[List[Dict[str, Any]], int]]:
+        if not texts:
+            return []
+        ds = ray.data.from_items(
+            [{"row": i, "text": t} for i, t in enumerate(texts)],
+            override_num_blocks=max(1, min(len(texts) // 64, 4 * self._settings["workers"])),
+        )
+        rows = _annotated(ds, self._pipeline, text_key="text", **self._settings).take_all()
+        rows.sort(key=lambda r: int(r["row"]))
+        if len(rows) != len(texts):
+            raise RuntimeError(f"Ray returned {len(rows)} rows for a chunk of {len(texts)} records")
+        return [(json.loads(r[_ENTS_JSON]), int(r[_WORDS])) for r in rows]
