@@ -389,18 +389,13 @@ def annotate_cli(
         overrides = parse_config_overrides(ctx.args)
         annotator: Any
         if engine == "ray":
-            from .ray_data import RayAnnotator
+            from .ray_data import ActorPool, RayAnnotator
 
             load_pipeline(pipeline, lang, overrides, device=device, dtype=dtype)  # fail early
             annotator = RayAnnotator(
-                pipeline,
-                workers=workers,
-                gpus_per_worker=gpus_per_worker,
-                batch_size=batch_size,
-                lang=lang,
-                overrides=overrides,
-                device=device,
-                dtype=dtype,
+                ActorPool(
+                    pipeline, workers, gpus_per_worker, batch_size, lang, overrides, device, dtype
+                )
             )
         elif engine == "local":
             annotator = load_pipeline(pipeline, lang, overrides, device=device, dtype=dtype)

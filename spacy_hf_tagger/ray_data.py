@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 try:
@@ -73,29 +74,42 @@ class _PipelineActor:
         return out
 
 
-def _annotated(
-    ds: ray.data.Dataset,
-    pipeline: str,
-    *,
-    text_key: str,
-    workers: int,
-    gpus_per_worker: float,
-    batch_size: int,
-    lang: str,
-    overrides: Optional[Dict[str, Any]],
-    device: Optional[str],
-    dtype: Optional[str],
-) -> ray.data.Dataset:
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
-    return ds.map_batches(
-        _PipelineActor,
-        fn_constructor_args=(pipeline, lang, overrides, device, dtype, text_key, batch_size),
-        batch_size=batch_size,
-        batch_format="numpy",
-        concurrency=workers,
-        num_gpus=gpus_per_worker or None,
-    )
+@dataclass(frozen=True)
+class ActorPool:
+    """Where and how the pipeline runs: `workers` actors with `gpus_per_worker`
+    GPUs each, each loading `pipeline` (with `lang`, config `overrides`,
+    `device`, `dtype` as the annotate CLI takes them) and annotating
+    `batch_size` rows per `nlp.pipe` call."""
+
+    pipeline: str
+    workers: int = 1
+    gpus_per_worker: float = 0
+    batch_size: int = 256
+    lang: str = "en"
+    overrides: Optional[Dict[str, Any]] = None
+    device: Optional[str] = None
+    dtype: Optional[str] = None
+
+    def map(self, ds: ray.data.Dataset, text_key: str) -> ray.data.Dataset:
+        """`ds` with the two columns the actors add."""
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
+        return ds.map_batches(
+            _PipelineActor,
+            fn_constructor_args=(
+                self.pipeline,
+                self.lang,
+                self.overrides,
+                self.device,
+                self.dtype,
+                text_key,
+                self.batch_size,
+            ),
+            batch_size=self.batch_size,
+            batch_format="numpy",
+            concurrency=self.workers,
+            num_gpus=self.gpus_per_worker or None,
+        )
 
 
 def annotate_dataset(
@@ -126,19 +140,8 @@ def annotate_dataset(
         out["ents"] = [json.loads(e) for e in batch[_ENTS_JSON]]
         return out
 
-    annotated = _annotated(
-        ds,
-        pipeline,
-        text_key=text_key,
-        workers=workers,
-        gpus_per_worker=gpus_per_worker,
-        batch_size=batch_size,
-        lang=lang,
-        overrides=overrides,
-        device=device,
-        dtype=dtype,
-    )
-    return annotated.map_batches(decode, batch_format="numpy")
+    pool = ActorPool(pipeline, workers, gpus_per_worker, batch_size, lang, overrides, device, dtype)
+    return pool.map(ds, text_key).map_batches(decode, batch_format="numpy")
 
 
 class RayAnnotator:
@@ -150,41 +153,20 @@ class RayAnnotator:
     pipeline load per actor, is then a small share of its time.
     """
 
-    def __init__(
-        self,
-        pipeline: str,
-        *,
-        workers: int,
-        gpus_per_worker: float = 0,
-        batch_size: int = 256,
-        lang: str = "en",
-        overrides: Optional[Dict[str, Any]] = None,
-        device: Optional[str] = None,
-        dtype: Optional[str] = None,
-    ) -> None:
+    def __init__(self, pool: ActorPool) -> None:
         if not ray.is_initialized():
             ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=False)
-        ctx = ray.data.DataContext.get_current()
-        ctx.execution_options.preserve_order = True
-        self._settings = dict(
-            workers=workers,
-            gpus_per_worker=gpus_per_worker,
-            batch_size=batch_size,
-            lang=lang,
-            overrides=overrides,
-            device=device,
-            dtype=dtype,
-        )
-        self._pipeline = pipeline
+        ray.data.DataContext.get_current().execution_options.preserve_order = True
+        self.pool = pool
 
     def __call__(self, texts: Sequence[str]) -> List[Tuple[List[Dict[str, Any]], int]]:
         if not texts:
             return []
         ds = ray.data.from_items(
             [{"row": i, "text": t} for i, t in enumerate(texts)],
-            override_num_blocks=max(1, min(len(texts) // 64, 4 * self._settings["workers"])),
+            override_num_blocks=max(1, min(len(texts) // 64, 4 * self.pool.workers)),
         )
-        rows = _annotated(ds, self._pipeline, text_key="text", **self._settings).take_all()
+        rows = self.pool.map(ds, "text").take_all()
         rows.sort(key=lambda r: int(r["row"]))
         if len(rows) != len(texts):
             raise RuntimeError(f"Ray returned {len(rows)} rows for a chunk of {len(texts)} records")

@@ -16,7 +16,7 @@ import spacy
 ray = pytest.importorskip("ray", reason="ray not installed (pip install '.[ray]')")
 
 from spacy_hf_tagger.annotate import run_job  # noqa: E402
-from spacy_hf_tagger.ray_data import RayAnnotator, annotate_dataset  # noqa: E402
+from spacy_hf_tagger.ray_data import ActorPool, RayAnnotator, annotate_dataset  # noqa: E402
 from spacy_hf_tagger.records import entity_rows  # noqa: E402
 
 TEXTS = [
@@ -83,7 +83,7 @@ def test_the_cli_job_on_ray_writes_what_the_local_engine_writes(model, tmp_path)
     nlp = spacy.blank("en")
     nlp.add_pipe("hf_token_tagger", config={"model": str(model)})
     local = run_job(nlp, source, tmp_path / "local.jsonl", keep=["src"])
-    engine = RayAnnotator(str(model), workers=1, batch_size=3)
+    engine = RayAnnotator(ActorPool(str(model), batch_size=3))
     # Chunks of 3 records: several actor pools, and order kept across them.
     remote = run_job(engine, source, tmp_path / "ray.jsonl", keep=["src"], chunk_size=3)
     assert (remote.records, remote.entities, remote.errors, remote.words) == (
