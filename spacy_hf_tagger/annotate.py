@@ -1,13 +1,14 @@
 """`python -m spacy_hf_tagger annotate PIPELINE INPUT OUTPUT`: annotate a corpus
-into JSONL, with a progress bar, an errors file, and `--resume` after a crash.
+into JSONL, Parquet or DocBin shards, with a progress bar, an errors file, and
+`--resume` after a crash.
 
 How nothing is lost or repeated: records are annotated in chunks, in input
-order. After each chunk the rows are appended to OUTPUT and the bad lines to
-OUTPUT.errors.jsonl, both are flushed to disk, and then a checkpoint
-(`OUTPUT.progress.json`: records done, and the byte length of both files) is
+order. After each chunk the rows go to OUTPUT and the bad records to
+OUTPUT.errors.jsonl, both durably (see `sinks`), and then a checkpoint
+(`OUTPUT.progress.json`: records done, and how far each file got) is
 replaced atomically. A process killed at any point leaves a checkpoint that
-describes a consistent prefix; `--resume` cuts both files back to the lengths
-it names (dropping a half-written chunk) and carries on from the record after.
+describes a consistent prefix; `--resume` cuts the outputs back to it
+(dropping a half-written chunk) and carries on from the record after.
 Memory holds one chunk at a time, whatever the input size.
 """
 
@@ -21,7 +22,6 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import (
-    IO,
     Annotated,
     Any,
     Callable,
@@ -47,6 +47,7 @@ from .records import (
     output_row,
     read_records,
 )
+from .sinks import JsonlSink, open_sink
 
 FACTORY = "hf_token_tagger"
 
@@ -71,7 +72,8 @@ class Checkpoint:
     """How far a job got: records done and the byte lengths of its two files."""
 
     records: int = 0
-    output_bytes: int = 0
+    # Bytes of a JSONL OUTPUT, or the parts done of a Parquet/DocBin one.
+    output_position: int = 0
     errors_bytes: int = 0
     entities: int = 0
     errors: int = 0
@@ -99,14 +101,6 @@ def job_paths(output: Path) -> Tuple[Path, Path]:
     """The errors file and the checkpoint beside OUTPUT."""
     stem = output.with_suffix("")
     return Path(f"{stem}.errors.jsonl"), Path(f"{stem}.progress.json")
-
-
-def _open_for_append(path: Path, length: int) -> IO[bytes]:
-    """Open `path` to append after its first `length` bytes (cutting the rest)."""
-    handle = path.open("r+b" if path.exists() else "w+b")
-    handle.truncate(length)
-    handle.seek(length)
-    return handle
 
 
 # ------------------------------------------------------------------- pipeline
@@ -183,9 +177,15 @@ class LocalAnnotator:
         self.batch_size = batch_size
         self.n_process = n_process
 
+    def docs(self, texts: Sequence[str]) -> List[Any]:
+        return list(self.nlp.pipe(texts, batch_size=self.batch_size, n_process=self.n_process))
+
     def __call__(self, texts: Sequence[str]) -> List[Tuple[List[Dict[str, Any]], int]]:
-        docs = self.nlp.pipe(texts, batch_size=self.batch_size, n_process=self.n_process)
-        return [(entity_rows(doc), sum(not t.is_space for t in doc)) for doc in docs]
+        return [(entity_rows(doc), _words(doc)) for doc in self.docs(texts)]
+
+
+def _words(doc: Any) -> int:
+    return sum(not t.is_space for t in doc)
 
 
 def _chunks(
@@ -213,15 +213,13 @@ def run_job(
     n_process: int = 1,
     progress: Optional[bool] = None,
 ) -> Summary:
-    """Annotate INPUT into OUTPUT (JSONL), checkpointing after each chunk.
+    """Annotate INPUT into OUTPUT (.jsonl, .parquet, or a folder of DocBin
+    shards; see `sinks`), checkpointing after each chunk.
 
     `nlp_or_annotator`: a pipeline (run here with `batch_size`/`n_process`)
     or an engine such as `ray_data.RayAnnotator`."""
-    if output.suffix != ".jsonl":
-        raise JobError(
-            f"OUTPUT {output} has suffix {output.suffix!r}: annotate writes .jsonl "
-            "(.parquet and DocBin folders are not supported yet)."
-        )
+    if output.suffix not in (".jsonl", ".parquet", ""):
+        open_sink(output, 0)  # raises, saying what OUTPUT can be
     files = input_files(input_path)
     errors_path, progress_path = job_paths(output)
     if resume:
@@ -253,31 +251,44 @@ def run_job(
     records = read_records(
         files, text_key=text_key, id_key=id_key, keep=keep, label_files=len(files) > 1
     )
-    out = _open_for_append(output, state.output_bytes)
-    err = _open_for_append(errors_path, state.errors_bytes)
+    sink = open_sink(output, state.output_position)
+    if sink.needs_docs and not isinstance(annotate, LocalAnnotator):
+        sink.close()
+        raise JobError(
+            f"OUTPUT {output} is a DocBin folder, which needs the Docs: use the local "
+            "engine, or write .jsonl/.parquet."
+        )
+    errors = JsonlSink(errors_path, state.errors_bytes)
+    if not resume:  # from here on, --resume can complete the job after a kill
+        state.write(progress_path)
     try:
         for chunk in _chunks(islice(records, state.records, None), chunk_size):
             good = [r for r in chunk if isinstance(r, Record)]
-            rows: List[bytes] = []
-            for record, (ents, n_words) in zip(good, annotate([r.text for r in good])):
+            texts = [r.text for r in good]
+            docs = None
+            if sink.needs_docs:
+                docs = annotate.docs(texts)  # type: ignore[union-attr]
+                results = [(entity_rows(doc), _words(doc)) for doc in docs]
+            else:
+                results = annotate(texts)
+            rows = []
+            for record, (ents, n_words) in zip(good, results):
                 state.entities += len(ents)
                 words += n_words
-                rows.append(_line(output_row(record, ents)))
-            bad_rows = [_line(r.row()) for r in chunk if isinstance(r, BadRecord)]
-            out.write(b"".join(rows))
-            err.write(b"".join(bad_rows))
-            for handle in (out, err):
-                handle.flush()
-                os.fsync(handle.fileno())
+                rows.append(output_row(record, ents))
+            bad_rows = [r.row() for r in chunk if isinstance(r, BadRecord)]
+            sink.write(rows, docs)
+            errors.write(bad_rows, None)
             state.records += len(chunk)
             state.errors += len(bad_rows)
-            state.output_bytes = out.tell()
-            state.errors_bytes = err.tell()
+            state.output_position = sink.position()
+            state.errors_bytes = errors.position()
             state.write(progress_path)
             bar.update(len(chunk), words, time.perf_counter() - start)
+        sink.finish()
     finally:
-        out.close()
-        err.close()
+        sink.close()
+        errors.close()
         bar.close()
     state.complete = True
     state.write(progress_path)
@@ -291,10 +302,6 @@ def run_job(
         time.perf_counter() - start,
         resumed_from,
     )
-
-
-def _line(row: Dict[str, Any]) -> bytes:
-    return (json.dumps(row, ensure_ascii=False) + "\n").encode("utf8")
 
 
 class _progress_bar:
@@ -338,9 +345,13 @@ def annotate_cli(
         str, typer.Argument(help="pipeline folder, installed pipeline, or HF model folder / id")
     ],
     input_path: Annotated[
-        Path, typer.Argument(help=".txt (one text per line), .jsonl, or a folder of them")
+        Path,
+        typer.Argument(help=".txt (one text per line), .jsonl, .parquet, .spacy, or a folder"),
     ],
-    output: Annotated[Path, typer.Argument(help="output .jsonl: one row per record")],
+    output: Annotated[
+        Path,
+        typer.Argument(help=".jsonl or .parquet (one row per record), or a folder: DocBin shards"),
+    ],
     text_key: Annotated[str, typer.Option("--text-key", help="JSONL key of the text")] = "text",
     id_key: Annotated[
         str, typer.Option("--id-key", help="JSONL key of the id (else the line number)")

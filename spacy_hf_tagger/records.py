@@ -1,10 +1,14 @@
-"""Records of a corpus job: read from .txt / .jsonl files (or a folder of them),
-one record per line, and the output row of an annotated record.
+"""Records of a corpus job: read from .txt / .jsonl / .parquet / .spacy files
+(or a folder of them), and the output row of an annotated record.
 
-Reading never stops at a bad line: a line that is not valid UTF-8, not JSON,
-or has no string text becomes a `BadRecord` with its position and the reason,
-for the job's errors file. Positions count every line (good or bad) across
-the input, in order, which is what `--resume` counts to skip what is done.
+A record is a line of a .txt or .jsonl file, a row of a .parquet file (the
+same keys as JSONL: `text_key`, `id_key`, the columns to keep), or a Doc of a
+.spacy DocBin (its text; its id from `doc.user_data[id_key]`; the pipeline
+tokenizes the text again). Reading never stops at a bad record: a line that
+is not valid UTF-8, not JSON, or a record without a string text becomes a
+`BadRecord` with its position and the reason, for the job's errors file.
+Positions count every record (good or bad) across the input, in order, which
+is what `--resume` counts to skip what is done.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 from spacy.tokens import Doc
 
-SUFFIXES = (".txt", ".jsonl")
+SUFFIXES = (".txt", ".jsonl", ".parquet", ".spacy")
 
 
 @dataclass
@@ -46,8 +50,8 @@ class BadRecord:
 
 
 def input_files(path: Path) -> List[Path]:
-    """The files of INPUT: the file itself, or a folder's .txt/.jsonl files in
-    sorted order (recursively)."""
+    """The files of INPUT: the file itself, or a folder's files of the
+    supported kinds in sorted order (recursively)."""
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in SUFFIXES)
         if not files:
@@ -58,16 +62,21 @@ def input_files(path: Path) -> List[Path]:
     if path.suffix not in SUFFIXES:
         raise ValueError(
             f"INPUT {path} has suffix {path.suffix!r}: annotate reads "
-            f"{', '.join(SUFFIXES)} files or a folder of them (.parquet and .spacy "
-            "inputs are not supported yet)."
+            f"{', '.join(SUFFIXES)} files or a folder of them."
         )
     return [path]
 
 
 def count_lines(files: Sequence[Path]) -> int:
-    """Lines in the files (the number of records), for the progress bar's ETA."""
+    """Records in the files (lines, rows, docs), for the progress bar's ETA."""
     total = 0
     for path in files:
+        if path.suffix == ".parquet":
+            total += _parquet_file(path).metadata.num_rows
+            continue
+        if path.suffix == ".spacy":
+            total += len(_doc_bin(path))
+            continue
         with path.open("rb") as handle:
             last = b"\n"
             for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -75,6 +84,30 @@ def count_lines(files: Sequence[Path]) -> int:
                 last = chunk[-1:]
             total += last != b"\n"
     return total
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """Where a record object keeps its text and id, and the columns to copy."""
+
+    text: str
+    id: str
+    keep: Sequence[str]
+
+
+@dataclass(frozen=True)
+class _Place:
+    """Where a record comes from: its position in the input, its file, its
+    line (or row, or doc) number there, and the id it has without an id key."""
+
+    position: int
+    source: str
+    line: int
+    default_id: Any
+
+    def bad(self, reason: str, record_id: Any = None) -> BadRecord:
+        chosen = self.default_id if record_id is None else record_id
+        return BadRecord(self.position, self.source, self.line, chosen, reason)
 
 
 def read_records(
@@ -85,55 +118,94 @@ def read_records(
     keep: Sequence[str] = (),
     label_files: bool = False,
 ) -> Iterator[Union[Record, BadRecord]]:
-    """Every line of the files, in order, as a Record or a BadRecord."""
+    """Every record of the files, in order, as a Record or a BadRecord."""
+    keys = _Keys(text_key, id_key, keep)
     position = 0
     for path in files:
-        source = str(path)
-        with path.open("rb") as handle:
-            for line_no, raw in enumerate(handle, start=1):
-                default_id: Any = f"{path.name}:{line_no}" if label_files else line_no
-                yield _parse(
-                    raw, path.suffix, position, source, line_no, default_id, text_key, id_key, keep
-                )
+        items: Iterator[Any]
+        if path.suffix == ".parquet":
+            items = _parquet_rows(path)
+        elif path.suffix == ".spacy":
+            items = _doc_objects(path, text_key)
+        else:
+            items = iter(path.open("rb"))
+        try:
+            for number, item in enumerate(items, start=1):
+                default_id = f"{path.name}:{number}" if label_files else number
+                place = _Place(position, str(path), number, default_id)
+                if isinstance(item, bytes):
+                    yield _parse(item, path.suffix, place, keys)
+                else:
+                    yield _from_object(item, place, keys)
                 position += 1
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
 
 
-def _parse(
-    raw: bytes,
-    suffix: str,
-    position: int,
-    source: str,
-    line_no: int,
-    default_id: Any,
-    text_key: str,
-    id_key: str,
-    keep: Sequence[str],
-) -> Union[Record, BadRecord]:
-    def bad(reason: str, record_id: Any = default_id) -> BadRecord:
-        return BadRecord(position, source, line_no, record_id, reason)
-
+def _parse(raw: bytes, suffix: str, place: _Place, keys: _Keys) -> Union[Record, BadRecord]:
     try:
         line = raw.decode("utf8")
     except UnicodeDecodeError as err:
-        return bad(f"not valid UTF-8 ({err.reason} at byte {err.start})")
+        return place.bad(f"not valid UTF-8 ({err.reason} at byte {err.start})")
     line = line.rstrip("\r\n") if suffix == ".txt" else line.strip()
     if suffix == ".txt":
-        return Record(position, default_id, line)
+        return Record(place.position, place.default_id, line)
     if not line:
-        return bad("empty line, not a JSON object")
+        return place.bad("empty line, not a JSON object")
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as err:
-        return bad(f"invalid JSON ({err.msg} at column {err.colno})")
+        return place.bad(f"invalid JSON ({err.msg} at column {err.colno})")
     if not isinstance(obj, dict):
-        return bad(f"a JSON {type(obj).__name__}, not an object")
-    record_id = obj.get(id_key, default_id)
-    if text_key not in obj:
-        return bad(f"no {text_key!r} key (keys: {sorted(obj)[:10]})", record_id)
-    text = obj[text_key]
+        return place.bad(f"a JSON {type(obj).__name__}, not an object")
+    return _from_object(obj, place, keys)
+
+
+def _from_object(obj: Dict[str, Any], place: _Place, keys: _Keys) -> Union[Record, BadRecord]:
+    record_id = obj.get(keys.id)
+    if keys.text not in obj:
+        return place.bad(f"no {keys.text!r} key (keys: {sorted(obj)[:10]})", record_id)
+    text = obj[keys.text]
     if not isinstance(text, str):
-        return bad(f"{text_key!r} is a {type(text).__name__}, not a string", record_id)
-    return Record(position, record_id, text, {k: obj.get(k) for k in keep})
+        return place.bad(f"{keys.text!r} is a {type(text).__name__}, not a string", record_id)
+    if record_id is None:
+        record_id = place.default_id
+    return Record(place.position, record_id, text, {k: obj.get(k) for k in keys.keep})
+
+
+def _parquet_file(path: Path) -> Any:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as error:
+        raise ValueError(
+            f"Reading {path} needs pyarrow: pip install pyarrow (or 'spacy-hf-tagger[ray]')."
+        ) from error
+    return pq.ParquetFile(path)
+
+
+def _parquet_rows(path: Path) -> Iterator[Dict[str, Any]]:
+    """The rows of a Parquet file as dicts, a row group's batch at a time."""
+    for batch in _parquet_file(path).iter_batches(batch_size=4096):
+        yield from batch.to_pylist()
+
+
+def _doc_bin(path: Path) -> Any:
+    from spacy.tokens import DocBin
+
+    return DocBin(store_user_data=True).from_disk(path)
+
+
+def _doc_objects(path: Path, text_key: str) -> Iterator[Dict[str, Any]]:
+    """The Docs of a DocBin as records: the text under `text_key`, and the
+    Doc's user_data string keys (an id, say) beside it."""
+    from spacy.vocab import Vocab
+
+    for doc in _doc_bin(path).get_docs(Vocab()):
+        obj = {k: v for k, v in doc.user_data.items() if isinstance(k, str)}
+        obj[text_key] = doc.text
+        yield obj
 
 
 def entity_rows(doc: Doc) -> List[Dict[str, Any]]:

@@ -1,0 +1,218 @@
+"""Where a corpus job's rows go, and how each kind of output resumes.
+
+The job writes chunk after chunk and, after each, records in its checkpoint
+how far the output got; a process killed at any point resumes from the last
+checkpoint. A JSONL file is appended to and, on resume, cut back to the byte
+length the checkpoint names. Parquet files and DocBins cannot be appended
+to or cut, so those outputs are written as one file per chunk, each put in
+place atomically (written beside, then renamed); on resume, the files beyond
+the checkpoint's count are deleted. A Parquet OUTPUT is assembled from its
+parts, a row group at a time, when the job completes; a DocBin OUTPUT is a
+folder of shards of one chunk each, bounded in size by `--chunk-size`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import IO, Any, Dict, List, Optional, Protocol, Sequence
+
+from spacy.tokens import Doc, DocBin
+
+ENTITY_FIELDS = (("start", "int64"), ("end", "int64"), ("label", "string"), ("score", "float64"))
+
+
+class OutputError(ValueError):
+    """The output cannot hold what the job produced, said for a person."""
+
+
+class Sink(Protocol):
+    """One kind of output. `write` takes a chunk's rows (and Docs, for sinks
+    that store Docs) and makes them durable; `position` is what the
+    checkpoint stores to resume from; `finish` completes the output."""
+
+    needs_docs: bool
+
+    def write(self, rows: Sequence[Dict[str, Any]], docs: Optional[Sequence[Doc]]) -> None: ...
+
+    def position(self) -> int: ...
+
+    def finish(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def open_for_append(path: Path, length: int) -> IO[bytes]:
+    """Open `path` for appending after cutting it to `length` bytes (the last
+    checkpoint's), dropping whatever a killed run wrote after that."""
+    handle = path.open("r+b" if path.exists() else "w+b")
+    handle.truncate(length)
+    handle.seek(length)
+    return handle
+
+
+class JsonlSink:
+    """One JSON object per line, appended; the position is the byte length."""
+
+    needs_docs = False
+
+    def __init__(self, path: Path, position: int) -> None:
+        self._out = open_for_append(path, position)
+
+    def write(self, rows: Sequence[Dict[str, Any]], docs: Optional[Sequence[Doc]]) -> None:
+        self._out.write(b"".join(json_line(r) for r in rows))
+        self._out.flush()
+        os.fsync(self._out.fileno())
+
+    def position(self) -> int:
+        return self._out.tell()
+
+    def finish(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._out.close()
+
+
+def json_line(row: Dict[str, Any]) -> bytes:
+    return (json.dumps(row, ensure_ascii=False) + "\n").encode("utf8")
+
+
+class _PartsSink:
+    """One file per chunk in `folder`, named by its number; the position is
+    the number of parts done."""
+
+    suffix = ""
+
+    def __init__(self, folder: Path, position: int) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.parts = position
+        for path in self._existing():
+            if self._number(path) >= position:  # written after the last checkpoint
+                path.unlink()
+
+    def _existing(self) -> List[Path]:
+        return sorted(self.folder.glob(f"part-*{self.suffix}"))
+
+    @staticmethod
+    def _number(path: Path) -> int:
+        return int(path.name.split("-", 1)[1].split(".", 1)[0])
+
+    def _put(self, write: Any) -> None:
+        """Write the next part beside its final name, then rename it there."""
+        final = self.folder / f"part-{self.parts:06d}{self.suffix}"
+        tmp = final.with_name(final.name + ".tmp")
+        write(tmp)
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+        self.parts += 1
+
+    def position(self) -> int:
+        return self.parts
+
+    def close(self) -> None:
+        pass
+
+
+class DocBinSink(_PartsSink):
+    """A folder of DocBin shards (`part-000000.spacy`, ...), one per chunk,
+    with user data, so our token and span extensions come back with
+    `DocBin(store_user_data=True).from_disk(...).get_docs(nlp.vocab)`."""
+
+    needs_docs = True
+    suffix = ".spacy"
+
+    def write(self, rows: Sequence[Dict[str, Any]], docs: Optional[Sequence[Doc]]) -> None:
+        doc_bin = DocBin(store_user_data=True, docs=list(docs or ()))
+        self._put(doc_bin.to_disk)
+
+    def finish(self) -> None:
+        pass
+
+
+class ParquetSink(_PartsSink):
+    """A Parquet file, assembled from per-chunk parts in `OUTPUT.parts/` when
+    the job completes. The schema comes from the first part: `ents` a list of
+    {start, end, label, score, text}; `id` and kept columns as the first
+    chunk has them; a later chunk of another type is an error naming it."""
+
+    needs_docs = False
+    suffix = ".parquet"
+
+    def __init__(self, output: Path, position: int) -> None:
+        import pyarrow as pa  # noqa: F401  (fail early, with a clear message, below)
+
+        self.output = output
+        super().__init__(output.with_name(output.name + ".parts"), position)
+
+    def _schema(self, rows: Sequence[Dict[str, Any]]) -> Any:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        existing = self._existing()
+        if existing:
+            return pq.read_schema(existing[0])
+        entity = pa.struct(
+            [(name, getattr(pa, kind)()) for name, kind in ENTITY_FIELDS] + [("text", pa.string())]
+        )
+        fields = []
+        for key in rows[0]:
+            if key == "ents":
+                fields.append(pa.field("ents", pa.list_(entity)))
+            else:
+                fields.append(pa.field(key, pa.array([r.get(key) for r in rows]).type))
+        return pa.schema(fields)
+
+    def write(self, rows: Sequence[Dict[str, Any]], docs: Optional[Sequence[Doc]]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not rows:
+            return
+        schema = self._schema(rows)
+        try:
+            table = pa.Table.from_pylist(list(rows), schema=schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+            raise OutputError(
+                f"A chunk of records does not fit the Parquet schema set by the first "
+                f"({schema}): {error}. Give every record an id (and kept column) of one "
+                "type, or write .jsonl."
+            ) from error
+        self._put(lambda path: pq.write_table(table, path))
+
+    def finish(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        parts = self._existing()
+        if not parts and self.parts > 0 and self.output.exists():
+            return  # assembled already, by a run killed before its last checkpoint
+        tmp = self.output.with_name(self.output.name + ".tmp")
+        if parts:
+            schema = pq.read_schema(parts[0])
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for part in parts:
+                    for batch in pq.ParquetFile(part).iter_batches():
+                        writer.write_batch(batch)
+        else:
+            pq.write_table(pa.table({"id": pa.array([], pa.string())}), tmp)
+        os.replace(tmp, self.output)
+        shutil.rmtree(self.folder)
+
+
+def open_sink(output: Path, position: int) -> Sink:
+    """The sink for OUTPUT's kind: .jsonl, .parquet, or a folder (no suffix)."""
+    if output.suffix == ".jsonl":
+        return JsonlSink(output, position)
+    if output.suffix == ".parquet":
+        return ParquetSink(output, position)
+    if output.suffix == "":
+        return DocBinSink(output, position)
+    raise OutputError(
+        f"OUTPUT {output} has suffix {output.suffix!r}: annotate writes .jsonl, .parquet, "
+        "or a folder (no suffix) of .spacy DocBin shards."
+    )
