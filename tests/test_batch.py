@@ -183,3 +183,106 @@ def test_batch_prediction_indexes_like_a_list_of_docs():
     assert prediction[-1][0].tolist() == probs[3:].tolist()
     assert [p[0].shape[0] for p in prediction[1:]] == [0, 2]
     assert [p[0].shape[0] for p in prediction] == [3, 0, 2]
+
+
+def word_tokenize(texts: List[str]) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """A stand-in tokenizer: each run of non-space characters is one piece,
+    its id 100 + its length."""
+    import re
+
+    out = []
+    for text in texts:
+        spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+        ids = np.array([100 + e - s for s, e in spans], dtype=np.int64)
+        out.append((ids, np.array(spans, dtype=np.int64).reshape(-1, 2)))
+    return out
+
+
+def recording(calls: List[List[str]]):
+    def tokenize(texts: List[str]) -> List[Tuple[np.ndarray, np.ndarray]]:
+        calls.append(list(texts))
+        return word_tokenize(texts)
+
+    return tokenize
+
+
+MIXED = ["Hi there.\nBob ran", "", "  ", "Sue"]
+
+
+def test_encode_batch_exact_arrays_for_lines_empty_and_blank_docs():
+    calls: List[List[str]] = []
+    batch = encode_batch([NLP.make_doc(t) for t in MIXED], recording(calls))
+    # Each line is tokenized on its own, from its first to its last word; a
+    # doc of whitespace has nothing to tokenize.
+    assert calls == [["Hi there.", "Bob ran", "Sue"]]
+    assert batch.text == "Hi there.\nBob ran  Sue"
+    # Tokens: Hi there . \n Bob ran | (none) | "  " | Sue
+    assert batch.token_bounds.tolist() == [0, 6, 6, 7, 8]
+    assert batch.token_starts.tolist() == [0, 3, 8, 9, 10, 14, 17, 19]
+    assert batch.token_ends.tolist() == [2, 8, 9, 10, 13, 17, 19, 22]
+    assert batch.token_idx.tolist() == [0, 3, 8, 9, 10, 14, 0, 0]
+    assert batch.spaces.tolist() == [True, False, False, False, True, False, False, False]
+    assert batch.doc_starts.tolist() == [True, False, False, False, False, False, True, True]
+    # "Bob" starts a line.
+    assert batch.segment_starts.tolist() == [True, False, False, False, True, False, True, True]
+    assert batch.is_space.tolist() == [c.isspace() for c in batch.text]
+    assert [p.tolist() for p in batch.piece_ids] == [[102, 106, 103, 103], [], [], [103]]
+    assert batch.piece_bounds.tolist() == [0, 4, 4, 4, 5]
+    assert batch.n_pieces == 5 and batch.n_tokens == 8
+    # (doc, first piece, end piece) within the doc: one per line with pieces.
+    assert batch.segments == [(0, 0, 2), (0, 2, 4), (3, 0, 1)]
+    a = batch.alignment
+    # "there." is one piece over two tokens: it continues into ".".
+    assert a.token.tolist() == [0, 1, 2, 4, 5, 7]
+    assert a.piece.tolist() == [0, 1, 1, 2, 3, 4]
+    assert a.continues.tolist() == [False, False, True, False, False, False]
+
+
+def test_encode_batch_whole_docs_when_not_following_sentences():
+    calls: List[List[str]] = []
+    batch = encode_batch([NLP.make_doc(t) for t in MIXED], recording(calls), False)
+    assert calls == [["Hi there.\nBob ran", "  ", "Sue"]]
+    assert batch.segments == [(0, 0, 4), (3, 0, 1)]
+    assert batch.piece_bounds.tolist() == [0, 4, 4, 4, 5]
+    # Line starts still bound entities, whatever the model saw.
+    assert batch.segment_starts.tolist() == [True, False, False, False, True, False, True, True]
+    assert batch.alignment.piece.tolist() == [0, 1, 1, 2, 3, 4]
+
+
+def test_encode_batch_follows_sentences_an_earlier_component_set():
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
+    docs = [nlp("Ann sat. Bo ran."), nlp("No split here")]
+    calls: List[List[str]] = []
+    batch = encode_batch(docs, recording(calls))
+    assert calls == [["Ann sat.", "Bo ran.", "No split here"]]
+    # Tokens: Ann sat . Bo ran . | No split here
+    assert batch.segment_starts.tolist() == [
+        True,
+        False,
+        False,
+        True,
+        False,
+        False,
+        True,
+        False,
+        False,
+    ]
+    assert batch.segments == [(0, 0, 2), (0, 2, 4), (1, 0, 3)]
+    assert [p.tolist() for p in batch.piece_ids] == [[103, 104, 102, 104], [102, 105, 104]]
+
+
+def test_pieces_reaching_past_their_segment_are_clipped_to_it():
+    """A tokenizer whose offsets run past the end of the text it was given
+    (as some report a trailing space) must not reach the next segment's tokens."""
+
+    def overreaching(texts: List[str]) -> List[Tuple[np.ndarray, np.ndarray]]:
+        out = word_tokenize(texts)
+        for _, offsets in out:
+            offsets[-1, 1] += 3  # the last piece claims 3 characters past the text
+        return out
+
+    batch = encode_batch([NLP.make_doc("Al ran\nBo sat")], overreaching)
+    # Tokens: Al ran \n Bo sat; "ran" (piece 1) would reach "\nBo" unclipped.
+    assert batch.alignment.token.tolist() == [0, 1, 3, 4]
+    assert batch.alignment.piece.tolist() == [0, 1, 2, 3]
