@@ -15,7 +15,7 @@ from spacy.tokens import Doc
 from . import hf
 from .batch import EncodedBatch, encode_batch
 from .loading import LoadedModel
-from .packing import packed_inputs
+from .packing import packed_inputs, packing_pays
 from .windows import Window, pack_batches, segment_windows
 
 # Cost of one more forward call, in padded subword positions: measured on 2 CPU
@@ -78,9 +78,13 @@ def model_batches(
         for batch in fill_batches(lengths, batch_size, max_batch_subwords):
             members = [windows[i] for i in batch]
             rows = [piece_ids[w.text_index][w.start : w.end] for w in members]
-            inputs, placements = packed_inputs(
-                rows, loaded.special, layout, loaded.causal, loaded.device
-            )
+            if packing_pays([lengths[i] for i in batch]):
+                inputs, placements = packed_inputs(
+                    rows, loaded.special, layout, loaded.causal, loaded.device
+                )
+            else:  # a row per window anyway: the plain mask is the cheaper input
+                inputs = hf.build_batch(rows, loaded.special, loaded.device)
+                placements = [(i, 0) for i in range(len(members))]
             yield ModelBatch(members, placements, inputs)
         return
     on_cpu = loaded.device.type == "cpu"

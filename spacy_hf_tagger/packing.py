@@ -75,6 +75,17 @@ def pack_rows(lengths: Sequence[int], capacity: int) -> List[List[int]]:
     return rows
 
 
+def packing_pays(sizes: Sequence[int], capacity: int = PACKED_ROW_POSITIONS) -> bool:
+    """Whether packing windows of these sizes (specials included) saves at
+    least a fifth of the positions padding would run. Otherwise padded rows
+    cost about the same, and their plain mask lets attention skip the block
+    mask (a batch of full 512-piece windows plus a short tail, say)."""
+    width = max(capacity, max(sizes))
+    rows = pack_rows(sizes, width)
+    packed = len(rows) * max(sum(sizes[i] for i in row) for row in rows)
+    return packed <= 0.8 * len(sizes) * max(sizes)
+
+
 def packed_inputs(
     windows: Sequence[np.ndarray],
     special: SpecialTokens,

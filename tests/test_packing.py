@@ -20,7 +20,13 @@ from tiny_models import ARCHITECTURES, FAMILIES
 
 from spacy_hf_tagger import forward
 from spacy_hf_tagger.hf import SpecialTokens, transformers_major
-from spacy_hf_tagger.packing import PackedLayout, find_layout, pack_rows, packed_inputs
+from spacy_hf_tagger.packing import (
+    PackedLayout,
+    find_layout,
+    pack_rows,
+    packed_inputs,
+    packing_pays,
+)
 
 BERT_LIKE = SpecialTokens(prefix=(101,), suffix=(102,), pad_id=0, uses_token_types=True)
 
@@ -54,6 +60,20 @@ def test_pack_rows_places_each_window_once_within_capacity(lengths, capacity):
     assert sorted(i for row in rows for i in row) == list(range(len(lengths)))
     for row in rows:
         assert len(row) == 1 or sum(lengths[i] for i in row) <= capacity
+
+
+def test_packing_only_where_it_saves_a_fifth_of_the_positions():
+    # Padded 2 x 30 = 60; packed one row of 50, more than 0.8 x 60.
+    assert not packing_pays([30, 20], capacity=64)
+    # Padded 4 x 30 = 120; packed rows [30, 20, 10] and [10]: 2 x 60 = 120.
+    assert not packing_pays([30, 20, 10, 10], capacity=64)
+    # Padded 4 x 40 = 160; packed [40, 20] and [10, 8]: 2 x 60 = 120 <= 128.
+    assert packing_pays([40, 10, 20, 8], capacity=64)
+    # A batch of full windows and two short tails: one row saved of 32.
+    assert not packing_pays([512] * 30 + [200, 150], capacity=64)
+    # One row saved of five is a fifth.
+    assert packing_pays([512, 512, 512, 200, 150], capacity=64)
+    assert not packing_pays([7], capacity=64)
 
 
 def test_packed_inputs_exact_layout():
