@@ -69,9 +69,9 @@ def trim_offsets(
     positions = np.arange(n_chars + 1)
     # next_solid[c]: first non-space position >= c; solid_end[e]: the largest
     # e' <= e with a non-space character just before it (0 if none).
-    next_solid = np.minimum.accumulate(
-        np.where(np.r_[~is_space, True], positions, n_chars)[::-1]
-    )[::-1]
+    next_solid = np.minimum.accumulate(np.where(np.r_[~is_space, True], positions, n_chars)[::-1])[
+        ::-1
+    ]
     solid_end = np.maximum.accumulate(np.where(np.r_[False, ~is_space], positions, 0))
     new_starts = np.minimum(next_solid[starts], ends)
     new_ends = np.maximum(solid_end[ends], new_starts)
@@ -229,4 +229,3 @@ def aggregate_token_probs(
         best = order[np.searchsorted(token[order], group_tokens, side="left")]
         out[group_tokens] = pair_probs[best]
     return out
-

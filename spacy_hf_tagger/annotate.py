@@ -83,6 +83,8 @@ class Checkpoint:
     def read(cls, path: Path) -> Checkpoint:
         try:
             data = json.loads(path.read_text("utf8"))
+            if "output_bytes" in data:  # written before outputs other than JSONL
+                data.setdefault("output_position", data["output_bytes"])
             return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
         except (OSError, ValueError, TypeError) as err:
             raise JobError(f"Cannot read the checkpoint {path} ({err}).") from err
@@ -244,6 +246,13 @@ def run_job(
         if not hasattr(nlp_or_annotator, "pipe")
         else LocalAnnotator(nlp_or_annotator, batch_size, n_process)
     )
+    if output.suffix == "" and not isinstance(annotate, LocalAnnotator):
+        raise JobError(
+            f"OUTPUT {output} is a DocBin folder, which needs the Docs: use the local "
+            "engine, or write .jsonl/.parquet."
+        )
+    if not resume:  # before any output is touched: --resume can always complete
+        state.write(progress_path)
     show = sys.stderr.isatty() if progress is None else progress
     bar = _progress_bar(files, state.records, show)
     start = time.perf_counter()
@@ -252,15 +261,7 @@ def run_job(
         files, text_key=text_key, id_key=id_key, keep=keep, label_files=len(files) > 1
     )
     sink = open_sink(output, state.output_position)
-    if sink.needs_docs and not isinstance(annotate, LocalAnnotator):
-        sink.close()
-        raise JobError(
-            f"OUTPUT {output} is a DocBin folder, which needs the Docs: use the local "
-            "engine, or write .jsonl/.parquet."
-        )
     errors = JsonlSink(errors_path, state.errors_bytes)
-    if not resume:  # from here on, --resume can complete the job after a kill
-        state.write(progress_path)
     try:
         for chunk in _chunks(islice(records, state.records, None), chunk_size):
             good = [r for r in chunk if isinstance(r, Record)]
@@ -401,6 +402,11 @@ def annotate_cli(
         annotator: Any
         if engine == "ray":
             from .ray_data import ActorPool, RayAnnotator
+
+            if n_process != 1:
+                raise JobError(
+                    "--n-process is for the local engine; with --engine ray use --workers."
+                )
 
             load_pipeline(pipeline, lang, overrides, device=device, dtype=dtype)  # fail early
             annotator = RayAnnotator(

@@ -78,7 +78,7 @@ def model_batches(
         for batch in fill_batches(lengths, batch_size, max_batch_subwords):
             members = [windows[i] for i in batch]
             rows = [piece_ids[w.text_index][w.start : w.end] for w in members]
-            if packing_pays([lengths[i] for i in batch]):
+            if packing_pays([lengths[i] for i in batch], max_row=layout.max_row):
                 inputs, placements = packed_inputs(
                     rows, loaded.special, layout, loaded.causal, loaded.device
                 )

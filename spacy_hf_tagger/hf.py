@@ -24,9 +24,24 @@ DEVICES_HELP = '"auto", "cpu", "cuda", "cuda:N" or "mps"'
 # Models whose position ids start after the padding index (fairseq heritage):
 # the usable length is max_position_embeddings - (pad_token_id + 1).
 _OFFSET_POSITION_MODELS = frozenset(
-    {"roberta", "xlm-roberta", "camembert", "longformer", "xlm-roberta-xl", "ibert",
-     "data2vec-text", "bart", "mbart", "luke", "mluke", "markuplm", "roberta-prelayernorm",
-     "esm", "xmod", "lilt"}
+    {
+        "roberta",
+        "xlm-roberta",
+        "camembert",
+        "longformer",
+        "xlm-roberta-xl",
+        "ibert",
+        "data2vec-text",
+        "bart",
+        "mbart",
+        "luke",
+        "mluke",
+        "markuplm",
+        "roberta-prelayernorm",
+        "esm",
+        "xmod",
+        "lilt",
+    }
 )
 _SENTINEL_MAX_LENGTH = 100_000
 
@@ -61,16 +76,14 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(value)
     except RuntimeError as err:
-        raise ModelLoadError(
-            f"Unknown device {name!r}: use {DEVICES_HELP}."
-        ) from err
+        raise ModelLoadError(f"Unknown device {name!r}: use {DEVICES_HELP}.") from err
     if device.type == "cpu":
         return device
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ModelLoadError(
                 f"device={name!r} but torch sees no CUDA GPU (torch {torch.__version__}, "
-                f"CUDA build: {torch.version.cuda}). Use device=\"cpu\" or \"auto\", or "
+                f'CUDA build: {torch.version.cuda}). Use device="cpu" or "auto", or '
                 "install a CUDA build of torch."
             )
         index = device.index or 0
@@ -379,13 +392,11 @@ def load_model(
                 "token-classification class for. Use an encoder such as BERT, RoBERTa, "
                 "XLM-R or DeBERTa."
             ) from err
-        raise ModelLoadError(
-            f"Could not load the weights of {source!r} ({_short(err)})."
-        ) from err
+        raise ModelLoadError(f"Could not load the weights of {source!r} ({_short(err)}).") from err
     except (OSError, RuntimeError, SafetensorError) as err:
-        files = sorted(p.name for p in Path(path).glob("*.safetensors")) if os.path.isdir(
-            path
-        ) else []
+        files = (
+            sorted(p.name for p in Path(path).glob("*.safetensors")) if os.path.isdir(path) else []
+        )
         where = f" (weights files in {path}: {files})" if files else ""
         raise ModelLoadError(
             f"Could not load the weights of {source!r}{where}: "
@@ -423,9 +434,7 @@ def _shape_mismatch(key: Any) -> str:
     """'name: size mismatch, checkpoint (9, 64) vs config (7, 64)' where known."""
     if isinstance(key, (tuple, list)) and len(key) == 3:
         name, saved, expected = key
-        return (
-            f"{name}: size mismatch, checkpoint {tuple(saved)} vs config {tuple(expected)}"
-        )
+        return f"{name}: size mismatch, checkpoint {tuple(saved)} vs config {tuple(expected)}"
     return f"{_key_name(key)}: size mismatch"
 
 

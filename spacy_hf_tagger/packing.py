@@ -53,6 +53,15 @@ class PackedLayout:
 
     mask_dims: int
     position_offset: Optional[int]
+    # The widest packed row the probe checked: no wider row is packed (a
+    # window longer than that still gets a row of its own).
+    max_row: int = 10**9
+
+
+def row_width(sizes: Sequence[int], capacity: int, max_row: int) -> int:
+    """How long a packed row may be: as the longest window, at least
+    `capacity`, at most `max_row`."""
+    return min(max(capacity, max(sizes)), max_row)
 
 
 def pack_rows(lengths: Sequence[int], capacity: int) -> List[List[int]]:
@@ -75,13 +84,14 @@ def pack_rows(lengths: Sequence[int], capacity: int) -> List[List[int]]:
     return rows
 
 
-def packing_pays(sizes: Sequence[int], capacity: int = PACKED_ROW_POSITIONS) -> bool:
+def packing_pays(
+    sizes: Sequence[int], capacity: int = PACKED_ROW_POSITIONS, max_row: int = 10**9
+) -> bool:
     """Whether packing windows of these sizes (specials included) saves at
     least a fifth of the positions padding would run. Otherwise padded rows
     cost about the same, and their plain mask lets attention skip the block
     mask (a batch of full 512-piece windows plus a short tail, say)."""
-    width = max(capacity, max(sizes))
-    rows = pack_rows(sizes, width)
+    rows = pack_rows(sizes, row_width(sizes, capacity, max_row))
     packed = len(rows) * max(sum(sizes[i] for i in row) for row in rows)
     return packed <= 0.8 * len(sizes) * max(sizes)
 
@@ -99,7 +109,7 @@ def packed_inputs(
     prefix = np.asarray(special.prefix, dtype=np.int64)
     suffix = np.asarray(special.suffix, dtype=np.int64)
     sizes = [len(w) + special.count for w in windows]
-    rows = pack_rows(sizes, max(capacity, max(sizes)))
+    rows = pack_rows(sizes, row_width(sizes, capacity, layout.max_row))
     width = max(sum(sizes[i] for i in row) for row in rows)
     input_ids = np.full((len(rows), width), special.pad_id, dtype=np.int64)
     positions = np.zeros((len(rows), width), dtype=np.int64)
@@ -144,10 +154,11 @@ def find_layout(
     """The first layout under which the model's outputs for packed windows
     equal its outputs for the same windows padded, or None.
 
-    The probe packs a short, a long and a middle window (the long one up to
-    160 pieces, so a local-attention span shorter than that would show), and
-    tries a 4-d then a 3-d mask, with positions from 0, from the padding
-    index + 1, and none.
+    The probe packs a short, a long and a middle window into one row (the
+    long one up to 160 pieces, so a local-attention span shorter than that
+    would show), and tries a 4-d then a 3-d mask, with positions from 0, from
+    the padding index + 1, and none. No row wider than the probe's is packed
+    later (`PackedLayout.max_row`).
     """
     text = "The quick brown fox jumps over the lazy dog near the river bank. " * 40
     pieces = list(tokenizer.backend_tokenizer.encode(text, add_special_tokens=False).ids)
@@ -155,6 +166,7 @@ def find_layout(
     if long < 3:
         return None
     windows = [np.asarray(p) for p in (pieces[:3], pieces[:long], pieces[1:8])]
+    width = sum(len(w) + special.count for w in windows)  # all three in one row
     accepted = forward_inputs(model)
     offsets: List[Optional[int]] = []
     if "position_ids" in accepted:
@@ -173,9 +185,9 @@ def find_layout(
                 return None
             for mask_dims in (4, 3):
                 for offset in offsets:
-                    layout = PackedLayout(mask_dims, offset)
+                    layout = PackedLayout(mask_dims, offset, width)
                     inputs, placements = packed_inputs(
-                        windows, special, layout, causal, device, capacity=10**6
+                        windows, special, layout, causal, device, capacity=width
                     )
                     try:
                         logits = model(**inputs).logits.float()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 try:
+    import pyarrow as pa
     import ray
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError(
@@ -27,10 +28,10 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     ) from error
 
 from .records import entity_rows
+from .sinks import entity_type
 
-# Columns the actors add: the entities as JSON (one string column has the same
-# Arrow type in every block, where a list of structs would be typed `null` in a
-# block without entities), and the words counted the way the local engine does.
+# Columns the actors add: the entities as JSON (one string column, whatever the
+# entities), and the words counted the way the local engine does.
 _ENTS_JSON = "__hf_ents_json"
 _WORDS = "__hf_words"
 
@@ -135,13 +136,16 @@ def annotate_dataset(
     string stops the job with an error naming the column.
     """
 
-    def decode(batch: Dict[str, Any]) -> Dict[str, Any]:
-        out = {k: v for k, v in batch.items() if k not in (_ENTS_JSON, _WORDS)}
-        out["ents"] = [json.loads(e) for e in batch[_ENTS_JSON]]
-        return out
+    def decode(batch: Any) -> Any:
+        # Typed explicitly: a block without entities would otherwise hold a
+        # list<null> column that Parquet readers cannot merge with the others.
+        ents = pa.array(
+            [json.loads(e) for e in batch.column(_ENTS_JSON).to_pylist()], type=entity_type()
+        )
+        return batch.drop_columns([_ENTS_JSON, _WORDS]).append_column("ents", ents)
 
     pool = ActorPool(pipeline, workers, gpus_per_worker, batch_size, lang, overrides, device, dtype)
-    return pool.map(ds, text_key).map_batches(decode, batch_format="numpy")
+    return pool.map(ds, text_key).map_batches(decode, batch_format="pyarrow")
 
 
 class RayAnnotator:

@@ -55,8 +55,8 @@ def validate_settings(cfg: Mapping[str, Any], aggregations: tuple) -> None:
         )
     if cfg["context"] not in CONTEXTS:
         raise ConfigError(
-            f"context={cfg['context']!r} is not known: use \"sentence\" (the model sees "
-            "each sentence or line alone, as most hub models were trained) or \"document\" "
+            f'context={cfg["context"]!r} is not known: use "sentence" (the model sees '
+            'each sentence or line alone, as most hub models were trained) or "document" '
             "(windows run across sentences, for models trained on long windows)."
         )
     if cfg["errors"] not in ERROR_POLICIES:
@@ -64,7 +64,7 @@ def validate_settings(cfg: Mapping[str, Any], aggregations: tuple) -> None:
     annotate = cfg["annotate"]
     if annotate is not None:
         if isinstance(annotate, str):
-            raise ConfigError(f"annotate={annotate!r} must be a list, e.g. [\"ents\", \"spans\"].")
+            raise ConfigError(f'annotate={annotate!r} must be a list, e.g. ["ents", "spans"].')
         bad = [a for a in annotate if a not in ANNOTATE_CHOICES]
         if bad or not annotate:
             raise ConfigError(
@@ -89,7 +89,7 @@ def validate_settings(cfg: Mapping[str, Any], aggregations: tuple) -> None:
         raise ConfigError(f"threshold={cfg['threshold']!r} must be between 0 and 1.")
     if cfg["mixed_precision"] not in MIXED_PRECISION_CHOICES:
         raise ConfigError(
-            f"mixed_precision={cfg['mixed_precision']!r}: use \"auto\", \"float32\", "
+            f'mixed_precision={cfg["mixed_precision"]!r}: use "auto", "float32", '
             '"bfloat16" or "float16".'
         )
     if not cfg["spans_key"]:
@@ -121,20 +121,20 @@ def resolve_annotate(
     if {"ents", "spans"} & set(resolved) and not scheme.is_entity:
         raise ConfigError(
             f"annotate={annotate!r} asks for entities, but the model's labels are "
-            f"plain tags ({list(scheme.labels)[:8]}). Use annotate=[\"tag\"] or "
-            "[\"pos\"] for a tagging model."
+            f'plain tags ({list(scheme.labels)[:8]}). Use annotate=["tag"] or '
+            '["pos"] for a tagging model.'
         )
     if {"tag", "pos"} & set(resolved) and scheme.is_entity:
         raise ConfigError(
             f"annotate={annotate!r} asks for tags, but the model's labels are "
-            f"entity labels ({list(scheme.labels)[:8]}). Use [\"ents\", \"spans\"]."
+            f'entity labels ({list(scheme.labels)[:8]}). Use ["ents", "spans"].'
         )
     if "pos" in resolved:
         names = tag_name_map(scheme, label_map)
         bad = sorted(set(names.values()) - UPOS_TAGS - {"_"})
         if bad:
             raise ConfigError(
-                f"annotate includes \"pos\", but these labels are not Universal POS "
-                f"tags: {bad[:8]}. Use \"tag\", or map them with label_map."
+                f'annotate includes "pos", but these labels are not Universal POS '
+                f'tags: {bad[:8]}. Use "tag", or map them with label_map.'
             )
     return resolved

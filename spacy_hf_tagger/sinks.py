@@ -93,6 +93,8 @@ class _PartsSink:
         for path in self._existing():
             if self._number(path) >= position:  # written after the last checkpoint
                 path.unlink()
+        for path in folder.glob(f"part-*{self.suffix}.tmp"):  # a write a kill cut short
+            path.unlink()
 
     def _existing(self) -> List[Path]:
         return sorted(self.folder.glob(f"part-*{self.suffix}"))
@@ -136,72 +138,110 @@ class DocBinSink(_PartsSink):
 
 class ParquetSink(_PartsSink):
     """A Parquet file, assembled from per-chunk parts in `OUTPUT.parts/` when
-    the job completes. The schema comes from the first part: `ents` a list of
-    {start, end, label, score, text}; `id` and kept columns as the first
-    chunk has them; a later chunk of another type is an error naming it."""
+    the job completes. `ents` is a list of {start, end, label, score, text};
+    `id` and the kept columns take the types the records have (a column that
+    is empty in one chunk takes its type from the others); two chunks with
+    different types in one column are an error naming it.
+
+    Finishing: the parts are assembled into OUTPUT (written beside, then
+    renamed), then the parts folder is renamed `OUTPUT.parts.done` and
+    deleted. A resumed job that finds `.parts.done` knows OUTPUT is whole."""
 
     needs_docs = False
     suffix = ".parquet"
 
     def __init__(self, output: Path, position: int) -> None:
-        import pyarrow as pa  # noqa: F401  (fail early, with a clear message, below)
-
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError as error:
+            raise OutputError(
+                f"Writing {output} needs pyarrow: pip install pyarrow (or "
+                "'spacy-hf-tagger[ray]'), or write .jsonl."
+            ) from error
         self.output = output
+        self.done = output.with_name(output.name + ".parts.done")
+        self.assembled = self.done.exists()
+        if self.assembled:
+            shutil.rmtree(self.done)
         super().__init__(output.with_name(output.name + ".parts"), position)
 
-    def _schema(self, rows: Sequence[Dict[str, Any]]) -> Any:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        existing = self._existing()
-        if existing:
-            return pq.read_schema(existing[0])
-        entity = pa.struct(
-            [(name, getattr(pa, kind)()) for name, kind in ENTITY_FIELDS] + [("text", pa.string())]
-        )
-        fields = []
-        for key in rows[0]:
-            if key == "ents":
-                fields.append(pa.field("ents", pa.list_(entity)))
-            else:
-                fields.append(pa.field(key, pa.array([r.get(key) for r in rows]).type))
-        return pa.schema(fields)
-
     def write(self, rows: Sequence[Dict[str, Any]], docs: Optional[Sequence[Doc]]) -> None:
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
         if not rows:
             return
-        schema = self._schema(rows)
-        try:
-            table = pa.Table.from_pylist(list(rows), schema=schema)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
-            raise OutputError(
-                f"A chunk of records does not fit the Parquet schema set by the first "
-                f"({schema}): {error}. Give every record an id (and kept column) of one "
-                "type, or write .jsonl."
-            ) from error
+        table = _rows_table(rows)
+        existing = self._existing()
+        if existing:
+            _unified([pq.read_schema(existing[0]), table.schema])  # fail now, not at the end
         self._put(lambda path: pq.write_table(table, path))
 
     def finish(self) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        if self.assembled:  # by a run killed while it deleted the parts
+            shutil.rmtree(self.folder)
+            return
         parts = self._existing()
-        if not parts and self.parts > 0 and self.output.exists():
-            return  # assembled already, by a run killed before its last checkpoint
         tmp = self.output.with_name(self.output.name + ".tmp")
         if parts:
-            schema = pq.read_schema(parts[0])
+            schema = _unified([pq.read_schema(p) for p in parts])
             with pq.ParquetWriter(tmp, schema) as writer:
                 for part in parts:
                     for batch in pq.ParquetFile(part).iter_batches():
-                        writer.write_batch(batch)
+                        table = pa.Table.from_batches([batch])
+                        writer.write_table(table.select(schema.names).cast(schema))
         else:
             pq.write_table(pa.table({"id": pa.array([], pa.string())}), tmp)
         os.replace(tmp, self.output)
-        shutil.rmtree(self.folder)
+        os.replace(self.folder, self.done)
+        shutil.rmtree(self.done)
+
+
+def entity_type() -> Any:
+    """The Arrow type of a row's `ents`: a list of {start, end, label, score, text}."""
+    import pyarrow as pa
+
+    return pa.list_(
+        pa.struct(
+            [(name, getattr(pa, kind)()) for name, kind in ENTITY_FIELDS] + [("text", pa.string())]
+        )
+    )
+
+
+def _rows_table(rows: Sequence[Dict[str, Any]]) -> Any:
+    import pyarrow as pa
+
+    columns = {}
+    for key in rows[0]:
+        values = [r.get(key) for r in rows]
+        try:
+            if key == "ents":
+                columns[key] = pa.array(values, type=entity_type())
+            else:
+                columns[key] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+            kinds = sorted({type(v).__name__ for v in values if v is not None})
+            raise OutputError(
+                f"Column {key!r} mixes {', '.join(kinds)} values ({error}); Parquet needs "
+                "one type per column: give every record an id (and kept column) of one "
+                "type, or write .jsonl."
+            ) from error
+    return pa.table(columns)
+
+
+def _unified(schemas: List[Any]) -> Any:
+    import pyarrow as pa
+
+    try:
+        return pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise OutputError(
+            f"Records of this chunk have other column types than earlier ones ({error}); "
+            "Parquet needs one type per column: give every record an id (and kept "
+            "column) of one type, or write .jsonl."
+        ) from error
 
 
 def open_sink(output: Path, position: int) -> Sink:

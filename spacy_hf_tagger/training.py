@@ -62,7 +62,7 @@ def training_kind(
         return "pos" if is_upos(scheme) else "tag"
     raise ConfigError(
         "Cannot tell what to train: the examples have no entities, POS or tags. "
-        "Set `annotate` (e.g. [\"ents\", \"spans\"] or [\"pos\"])."
+        'Set `annotate` (e.g. ["ents", "spans"] or ["pos"]).'
     )
 
 

@@ -106,4 +106,3 @@ def word_groups(
     glued = np.zeros(n, dtype=bool)
     glued[1:] = punct_only[1:] & ~spaces[:-1] & ~doc_starts[1:]
     return word_start, glued
-

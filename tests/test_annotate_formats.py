@@ -163,3 +163,56 @@ def test_resume_leaves_no_part_of_the_killed_run(nlp, tmp_path, output, after):
         assert [d.text for d in docs] == TEXTS[:9]
     else:
         same_rows(pq.read_table(out).to_pylist(), want)
+
+
+def test_a_kill_while_finishing_a_parquet_output_keeps_it_whole(nlp, tmp_path, monkeypatch):
+    """Killed after OUTPUT was assembled and while its parts were deleted (the
+    checkpoint not yet marked complete): --resume must not rebuild OUTPUT from
+    the parts that are left."""
+    import shutil as shutil_module
+
+    from spacy_hf_tagger import sinks
+
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(TEXTS[:7]) + "\n", "utf8")
+    out = tmp_path / "out.parquet"
+    real_rmtree = shutil_module.rmtree
+
+    def dies_half_way(path):
+        sorted(Path(path).glob("*.parquet"))[0].unlink()  # one part gone
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sinks.shutil, "rmtree", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        run_job(nlp, source, out, chunk_size=2)
+    monkeypatch.setattr(sinks.shutil, "rmtree", real_rmtree)
+    run_job(nlp, source, out, chunk_size=2, resume=True)
+    assert [r["id"] for r in pq.read_table(out).to_pylist()] == list(range(1, 8))
+    assert not out.with_name("out.parquet.parts.done").exists()
+    assert not out.with_name("out.parquet.parts").exists()
+
+
+def test_parquet_columns_empty_in_one_chunk_take_the_type_of_the_others(nlp, tmp_path):
+    records = [{"text": TEXTS[0]}, {"text": TEXTS[1]}, {"text": TEXTS[2], "note": "kept"}]
+    (tmp_path / "in.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n", "utf8")
+    run_job(nlp, tmp_path / "in.jsonl", tmp_path / "out.parquet", keep=["note"], chunk_size=2)
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert table.schema.field("note").type == pa.string()
+    assert table.column("note").to_pylist() == [None, None, "kept"]
+
+
+def test_parquet_ids_of_two_types_are_a_clear_error(nlp, tmp_path):
+    from spacy_hf_tagger.sinks import OutputError
+
+    records = [{"id": "a", "text": TEXTS[0]}, {"text": TEXTS[1]}]  # the second id: line 2
+    (tmp_path / "in.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n", "utf8")
+    with pytest.raises(OutputError, match="Column 'id' mixes int, str"):
+        run_job(nlp, tmp_path / "in.jsonl", tmp_path / "out.parquet")
+
+
+def test_an_old_checkpoint_resumes_where_it_stopped(nlp, tmp_path):
+    from spacy_hf_tagger.annotate import Checkpoint
+
+    progress = tmp_path / "out.progress.json"
+    progress.write_text(json.dumps({"records": 3, "output_bytes": 120}), "utf8")
+    assert Checkpoint.read(progress).output_position == 120

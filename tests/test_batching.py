@@ -151,9 +151,7 @@ def test_batch_count_does_not_depend_on_how_sentences_are_grouped():
 def test_batches_are_reproducible_under_spacys_seed():
     def run() -> List[List[str]]:
         random.seed(3)
-        return [
-            [eg.reference.text for eg in b] for b in sentence_batches(corpus(5), 40, 1000)
-        ]
+        return [[eg.reference.text for eg in b] for b in sentence_batches(corpus(5), 40, 1000)]
 
     assert run() == run()
 

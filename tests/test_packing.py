@@ -38,6 +38,17 @@ TEXTS = [
     "A b c.",
     "Microsoft and Google met in New York with David.",
 ] * 3
+# Longer than a tiny model's window (30 pieces): overlapping windows whose kept
+# columns do not start at the window's first piece, packed beside others.
+LONG = [
+    "Sarah flew from London to New York on Monday, and then John Smith visited "
+    "Berlin last May while Anna Müller joined Initech in Munich with David.",
+    "Hi",
+    "Emma met Liam.",
+    "Sarah lives in London.",
+    "A b c.",
+    "Peter can't find the Globex office.",
+]
 
 
 def test_pack_rows_first_fit_longest_first():
@@ -60,6 +71,17 @@ def test_pack_rows_places_each_window_once_within_capacity(lengths, capacity):
     assert sorted(i for row in rows for i in row) == list(range(len(lengths)))
     for row in rows:
         assert len(row) == 1 or sum(lengths[i] for i in row) <= capacity
+
+
+def test_no_row_wider_than_the_probe_checked():
+    # Rows of up to 64 would hold both windows (22 + 22); the probe checked 30.
+    windows = [np.arange(20), np.arange(20)]
+    layout = PackedLayout(4, 0, max_row=30)
+    inputs, placements = packed_inputs(
+        windows, BERT_LIKE, layout, causal=False, device=torch.device("cpu"), capacity=64
+    )
+    assert placements == [(0, 0), (1, 0)]
+    assert inputs["input_ids"].shape == (2, 22)
 
 
 def test_packing_only_where_it_saves_a_fifth_of_the_positions():
@@ -138,9 +160,11 @@ def test_packed_batches_give_what_each_window_gets_alone(family, tiny_models, mo
 
     monkeypatch.setattr(forward, "packed_inputs", spy)
     packed = _annotations(nlp.pipe(TEXTS))
+    short_rows = list(rows_seen)
+    packed += _annotations(nlp.pipe(LONG))
     layout = loaded.packing
     loaded.packing = None
-    padded = _annotations(nlp.pipe(TEXTS))
+    padded = _annotations(nlp.pipe(TEXTS)) + _annotations(nlp.pipe(LONG))
     loaded.packing = layout
     assert len(packed) == len(padded)
     for doc_packed, doc_padded in zip(packed, padded):
@@ -152,8 +176,10 @@ def test_packed_batches_give_what_each_window_gets_alone(family, tiny_models, mo
     if layout is None:
         assert rows_seen == []
     else:
-        # Eighteen short texts went into fewer rows than windows.
-        assert rows_seen and sum(rows_seen) < len(TEXTS)
+        # The short texts went into fewer rows than there are texts, and the
+        # long one's windows were packed beside the others.
+        assert short_rows and sum(short_rows) < len(TEXTS)
+        assert len(rows_seen) > len(short_rows)
 
 
 @pytest.mark.parametrize("family", ["wordpiece-cased", "bpe-roberta", "gpt2", "electra"])
@@ -167,7 +193,10 @@ def test_the_probe_finds_the_layout_each_model_reads(family, tiny_models):
             assert layout is None
             return
         # Positions count from the padding index + 1, as the model's own do.
-        assert layout == PackedLayout(4, loaded.model.config.pad_token_id + 1)
+        assert (layout.mask_dims, layout.position_offset) == (
+            4,
+            loaded.model.config.pad_token_id + 1,
+        )
         return
     assert layout is not None
     assert layout.position_offset == 0

@@ -124,3 +124,19 @@ def test_the_command_line_runs_on_ray(model, tmp_path):
         ("Sarah", "PER"),
         ("Paris", "LOC"),
     ]
+
+
+def test_annotate_dataset_writes_parquet_that_reads_back_with_blocks_without_entities(
+    model, tmp_path
+):
+    import pyarrow.parquet as pq
+
+    from spacy_hf_tagger.sinks import entity_type
+
+    rows = [{"text": ""}] * 4 + [{"text": TEXTS[0]}] * 4  # a block without entities
+    ds = ray.data.from_items(rows, override_num_blocks=2)
+    annotate_dataset(ds, str(model), workers=1, batch_size=4).write_parquet(str(tmp_path / "out"))
+    table = pq.read_table(tmp_path / "out")
+    assert table.schema.field("ents").type == entity_type()
+    texts = sorted((r["text"], [e["text"] for e in r["ents"]]) for r in table.to_pylist())
+    assert texts[0] == ("", []) and texts[-1] == (TEXTS[0], ["Sarah", "Paris"])

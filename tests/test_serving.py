@@ -62,8 +62,9 @@ def test_fastapi_server_answers_concurrent_requests(tiny_models, tmp_path):
     }
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(str(tmp_path / "pipe")), host="127.0.0.1", port=port,
-                       log_level="warning")
+        uvicorn.Config(
+            create_app(str(tmp_path / "pipe")), host="127.0.0.1", port=port, log_level="warning"
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     # Stop the server whatever happens below: after the test, or at the time limit.

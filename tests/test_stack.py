@@ -163,4 +163,3 @@ def test_progress_bars_follow_transformers_verbosity(tiny_models, capfd) -> None
         hf_logging.set_verbosity(previous)
     assert "Loading weights" in err
     assert hf_logging.is_progress_bar_enabled()
-

@@ -53,7 +53,9 @@ class _Tagger:
 
     def __call__(self, text: str) -> list[tuple[str, str]]:
         encoded = self.tokenizer(
-            text, return_offsets_mapping=True, return_special_tokens_mask=True,
+            text,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
             return_tensors="pt",
         )
         offsets = [tuple(o) for o in encoded.pop("offset_mapping")[0].tolist()]
@@ -65,7 +67,8 @@ class _Tagger:
         for token in _NLP(text):
             start, end = token.idx, token.idx + len(token)
             piece = next(
-                i for i, span in enumerate(spans)
+                i
+                for i, span in enumerate(spans)
                 if span is not None and span[0] < end and span[1] > start
             )
             result.append((token.text, self.model.config.id2label[predicted[piece]]))

@@ -66,9 +66,7 @@ def test_rule_entity_wins_every_overlap(predicted, overlaps):
     assert [(s.start, s.end, s.label_) for s in doc.spans["hf"]] == [predicted]
 
 
-@pytest.mark.parametrize(
-    "predicted", [(4, 6, "LOC"), (6, 8, "LOC"), (5, 6, "LOC"), (4, 8, "LOC")]
-)
+@pytest.mark.parametrize("predicted", [(4, 6, "LOC"), (6, 8, "LOC"), (5, 6, "LOC"), (4, 8, "LOC")])
 def test_overwrite_ents_removes_every_overlapped_rule_entity(predicted):
     doc = doc_with_rule(5, 7)
     report = write_entities(
@@ -103,9 +101,7 @@ def labelled(n: int = 9) -> EntityPrediction:
     """The model's per-token view: "New York" (5, 7) as LOC, everything else O."""
     labels = ["O"] * n
     labels[5:7] = ["B-LOC", "I-LOC"]
-    return EntityPrediction(
-        spans=[(5, 7, "LOC", 0.8)], token_labels=labels, token_scores=[0.5] * n
-    )
+    return EntityPrediction(spans=[(5, 7, "LOC", 0.8)], token_labels=labels, token_scores=[0.5] * n)
 
 
 def test_a_rule_entity_over_the_same_characters_shows_no_model_score():

@@ -1018,9 +1018,7 @@ def build_tiny_model(
     arguments give byte-identical files. Returns ``out_dir``.
     """
     if family not in _TOKENIZER_BUILDERS:
-        raise ValueError(
-            f"unknown family {family!r}; expected one of {FAMILIES + ARCHITECTURES}"
-        )
+        raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES + ARCHITECTURES}")
     if len(set(labels)) != len(labels) or not labels:
         raise ValueError(f"labels must be non-empty and unique, got {labels!r}")
     if model_max_length is not None and model_max_length < 4:
