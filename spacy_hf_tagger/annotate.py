@@ -47,7 +47,7 @@ from .records import (
     output_row,
     read_records,
 )
-from .sinks import JsonlSink, open_sink
+from .sinks import JsonlSink, open_sink, sink_class
 
 FACTORY = "hf_token_tagger"
 
@@ -220,8 +220,7 @@ def run_job(
 
     `nlp_or_annotator`: a pipeline (run here with `batch_size`/`n_process`)
     or an engine such as `ray_data.RayAnnotator`."""
-    if output.suffix not in (".jsonl", ".parquet", ""):
-        open_sink(output, 0)  # raises, saying what OUTPUT can be
+    sink_kind = sink_class(output)  # an OUTPUT of no known kind fails here
     files = input_files(input_path)
     errors_path, progress_path = job_paths(output)
     if resume:
@@ -246,7 +245,7 @@ def run_job(
         if not hasattr(nlp_or_annotator, "pipe")
         else LocalAnnotator(nlp_or_annotator, batch_size, n_process)
     )
-    if output.suffix == "" and not isinstance(annotate, LocalAnnotator):
+    if sink_kind.needs_docs and not isinstance(annotate, LocalAnnotator):
         raise JobError(
             f"OUTPUT {output} is a DocBin folder, which needs the Docs: use the local "
             "engine, or write .jsonl/.parquet."

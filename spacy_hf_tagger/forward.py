@@ -74,18 +74,18 @@ def model_batches(
     windows = segment_windows(encoded.segments, loaded.content_length, loaded.stride, loaded.causal)
     layout = loaded.packing if pack else None
     if layout is not None and len(windows) > 1:
+        # Rows cost their positions when packed: batches are filled in turn.
         lengths = [w.length + loaded.special.count for w in windows]
-        for batch in fill_batches(lengths, batch_size, max_batch_subwords):
+        for batch in pack_batches(lengths, batch_size, max_batch_subwords):
             members = [windows[i] for i in batch]
             rows = [piece_ids[w.text_index][w.start : w.end] for w in members]
             if packing_pays([lengths[i] for i in batch], max_row=layout.max_row):
                 inputs, placements = packed_inputs(
                     rows, loaded.special, layout, loaded.causal, loaded.device
                 )
+                yield ModelBatch(members, placements, inputs)
             else:  # a row per window anyway: the plain mask is the cheaper input
-                inputs = hf.build_batch(rows, loaded.special, loaded.device)
-                placements = [(i, 0) for i in range(len(members))]
-            yield ModelBatch(members, placements, inputs)
+                yield _padded(loaded, members, rows)
         return
     on_cpu = loaded.device.type == "cpu"
     batches = pack_batches(
@@ -96,28 +96,13 @@ def model_batches(
     )
     for batch in batches:
         members = [windows[i] for i in batch]
-        rows = [piece_ids[w.text_index][w.start : w.end] for w in members]
-        inputs = hf.build_batch(rows, loaded.special, loaded.device)
-        yield ModelBatch(members, [(i, 0) for i in range(len(members))], inputs)
+        yield _padded(loaded, members, [piece_ids[w.text_index][w.start : w.end] for w in members])
 
 
-def fill_batches(
-    lengths: Sequence[int], batch_size: int, max_positions: int
-) -> Iterator[List[int]]:
-    """Longest first, batches of at most `batch_size` windows and `max_positions`
-    positions in all (at least one window each): packed rows cost their
-    positions, not rows x longest."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batch: List[int] = []
-    total = 0
-    for index in order:
-        if batch and (len(batch) >= batch_size or total + lengths[index] > max_positions):
-            yield batch
-            batch, total = [], 0
-        batch.append(index)
-        total += lengths[index]
-    if batch:
-        yield batch
+def _padded(loaded: LoadedModel, members: List[Window], rows: List[np.ndarray]) -> ModelBatch:
+    """A row per window, padded to the longest."""
+    inputs = hf.build_batch(rows, loaded.special, loaded.device)
+    return ModelBatch(members, [(i, 0) for i in range(len(members))], inputs)
 
 
 def piece_probabilities(

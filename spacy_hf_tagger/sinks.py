@@ -164,6 +164,7 @@ class ParquetSink(_PartsSink):
         if self.assembled:
             shutil.rmtree(self.done)
         super().__init__(output.with_name(output.name + ".parts"), position)
+        self._first: Optional[Any] = None  # the first part's schema, once read
 
     def write(self, rows: Sequence[Dict[str, Any]], docs: Optional[Sequence[Doc]]) -> None:
         import pyarrow.parquet as pq
@@ -171,9 +172,10 @@ class ParquetSink(_PartsSink):
         if not rows:
             return
         table = _rows_table(rows)
-        existing = self._existing()
-        if existing:
-            _unified([pq.read_schema(existing[0]), table.schema])  # fail now, not at the end
+        if self._first is None:
+            existing = self._existing()
+            self._first = pq.read_schema(existing[0]) if existing else table.schema
+        _unified([self._first, table.schema])  # fail now, not at the end
         self._put(lambda path: pq.write_table(table, path))
 
     def finish(self) -> None:
@@ -244,15 +246,16 @@ def _unified(schemas: List[Any]) -> Any:
         ) from error
 
 
-def open_sink(output: Path, position: int) -> Sink:
+def sink_class(output: Path) -> Any:
     """The sink for OUTPUT's kind: .jsonl, .parquet, or a folder (no suffix)."""
-    if output.suffix == ".jsonl":
-        return JsonlSink(output, position)
-    if output.suffix == ".parquet":
-        return ParquetSink(output, position)
-    if output.suffix == "":
-        return DocBinSink(output, position)
-    raise OutputError(
-        f"OUTPUT {output} has suffix {output.suffix!r}: annotate writes .jsonl, .parquet, "
-        "or a folder (no suffix) of .spacy DocBin shards."
-    )
+    kinds = {".jsonl": JsonlSink, ".parquet": ParquetSink, "": DocBinSink}
+    if output.suffix not in kinds:
+        raise OutputError(
+            f"OUTPUT {output} has suffix {output.suffix!r}: annotate writes .jsonl, "
+            ".parquet, or a folder (no suffix) of .spacy DocBin shards."
+        )
+    return kinds[output.suffix]
+
+
+def open_sink(output: Path, position: int) -> Sink:
+    return sink_class(output)(output, position)
