@@ -12,6 +12,7 @@ from spacy_hf_tagger.alignment import (
     aggregate_token_probs,
     align_pieces,
     attach_word_markers,
+    codepoints,
     piece_token_ranges,
     trim_offsets,
     whitespace_mask,
@@ -501,3 +502,45 @@ def test_aggregate_properties(data):
 def test_trim_offsets_fixed_examples(text, offsets, expected):
     trimmed = trim_offsets(np.array(offsets, dtype=np.int64), whitespace_mask(text))
     assert [tuple(x) for x in trimmed.tolist()] == expected
+
+
+# --- mutation-testing gaps: exact cases the examples above did not reach -------------
+
+
+def test_lone_surrogates_are_one_character_each():
+    # Python strings may hold them (decoded with surrogateescape, say); spaCy
+    # counts them as characters, so the mask must too.
+    text = "a\ud800 \udfffb"
+    assert codepoints(text).tolist() == [0x61, 0xD800, 0x20, 0xDFFF, 0x62]
+    assert whitespace_mask(text).tolist() == [False, False, True, False, False]
+
+
+def test_trim_offsets_of_unsigned_arrays():
+    # A tokenizer's own arrays may be unsigned; a special token's (0, 0) must
+    # not wrap around when the end is stepped back.
+    text = "Hi there"
+    offsets = np.array([[0, 0], [0, 2], [2, 8], [0, 0]], dtype=np.uint32)
+    trimmed = trim_offsets(offsets, whitespace_mask(text))
+    assert trimmed.tolist() == [[0, 0], [0, 2], [3, 8], [0, 0]]
+    assert trimmed.dtype == np.int64
+
+
+def test_ranges_empty_piece_inside_a_token_covers_nothing():
+    starts, ends = spans_of([("Paris", 0), ("is", 6)])
+    ranges = piece_token_ranges(np.array([[2, 2], [0, 5], [6, 6]]), starts, ends)
+    assert ranges.tolist() == [[-1, -2], [0, 0], [-1, -2]]
+
+
+def test_marker_takes_the_first_token_of_a_piece_over_several():
+    # "Ġ" then one piece over two spaCy tokens ("中" and "b").
+    text = "a 中b"
+    tokens = [("a", 0), ("中", 2), ("b", 3)]
+    offsets = [[0, 1], [1, 2], [2, 4]]
+    assert _markers(text, offsets, tokens).tolist() == [[0, 0], [1, 1], [1, 2]]
+
+
+def test_aggregate_flat_empty_output_gives_label_less_rows():
+    # A model output for no pieces at all may come flat: zero labels per row.
+    alignment = align_pieces(np.zeros((0, 2), dtype=np.int64), 3)
+    out = aggregate_token_probs(np.zeros(0, dtype=np.float32), alignment, "first")
+    assert out.shape == (3, 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import List, Tuple
 
 import numpy as np
+import pytest
 import spacy
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -276,3 +277,121 @@ def test_pieces_reaching_past_their_segment_are_clipped_to_it():
     # Tokens: Al ran \n Bo sat; "ran" (piece 1) would reach "\nBo" unclipped.
     assert batch.alignment.token.tolist() == [0, 1, 3, 4]
     assert batch.alignment.piece.tolist() == [0, 1, 2, 3]
+
+
+def scripted(pieces: dict):
+    """A stand-in tokenizer that gives each text the (start, end) pieces listed
+    for it, ids 1, 2, ... as uint32 (as a tokenizer's own arrays may be)."""
+
+    def tokenize(texts: List[str]) -> List[Tuple[np.ndarray, np.ndarray]]:
+        out = []
+        for text in texts:
+            offsets = np.array(pieces[text], dtype=np.uint32).reshape(-1, 2)
+            out.append((np.arange(1, len(offsets) + 1, dtype=np.uint32), offsets))
+        return out
+
+    return tokenize
+
+
+def assert_types_callers_rely_on(batch) -> None:
+    # Piece ids become the model's input ids (torch wants int64); offsets and
+    # bounds index arrays and slices; masks select.
+    for ids in batch.piece_ids:
+        assert ids.dtype == np.int64
+    for name in ("piece_bounds", "token_bounds", "token_starts", "token_ends", "token_idx"):
+        assert getattr(batch, name).dtype == np.int64, name
+    for name in ("is_space", "spaces", "doc_starts", "segment_starts"):
+        assert getattr(batch, name).dtype == bool, name
+    for segment in batch.segments:
+        assert all(type(v) is int for v in segment), segment
+
+
+def test_encode_batch_types_whatever_the_tokenizer_returns():
+    tokenize = scripted(
+        {"Hi there.": [(0, 2), (3, 9)], "Bob ran": [(0, 3), (4, 7)], "Sue": [(0, 3)]}
+    )
+    batch = encode_batch([NLP.make_doc(t) for t in MIXED], tokenize)
+    assert [p.tolist() for p in batch.piece_ids] == [[1, 2, 1, 2], [], [], [1]]
+    assert batch.segments == [(0, 0, 2), (0, 2, 4), (3, 0, 1)]
+    assert_types_callers_rely_on(batch)
+
+
+def test_encode_batch_of_docs_without_tokens():
+    batch = encode_batch([NLP.make_doc(""), NLP.make_doc("")], scripted({}))
+    assert batch.n_tokens == 0 and batch.n_pieces == 0
+    assert batch.token_bounds.tolist() == [0, 0, 0]
+    for name in ("token_starts", "token_ends", "token_idx", "spaces", "doc_starts"):
+        assert getattr(batch, name).shape == (0,), name
+    assert [p.shape for p in batch.piece_ids] == [(0,), (0,)]
+    assert batch.segments == [] and len(batch.alignment.token) == 0
+    assert_types_callers_rely_on(batch)
+
+
+def test_encode_batch_when_the_tokenizer_drops_every_character():
+    """Tokens but no pieces at all (a text of characters the tokenizer has no
+    piece for): every token is reported piece-less, nothing is invented."""
+    batch = encode_batch([NLP.make_doc("\u0001 \u0002")], scripted({"\u0001 \u0002": []}))
+    assert batch.n_tokens == 2 and batch.n_pieces == 0
+    assert batch.segments == []
+    assert batch.alignment.token.tolist() == [] and batch.alignment.piece.tolist() == []
+    assert batch.alignment.tokens_with_pieces().tolist() == [False, False]
+    assert_types_callers_rely_on(batch)
+
+
+def test_a_bare_word_marker_joins_the_word_that_follows_it_directly():
+    # Byte-level BPE: "Ġ" alone before a character it cannot merge with.
+    tokenize = scripted({"a 中": [(0, 1), (1, 2), (2, 3)]})
+    batch = encode_batch([NLP.make_doc("a 中")], tokenize)
+    # Tokens: a 中; the marker (piece 1) belongs to 中 with the piece after it.
+    assert batch.alignment.token.tolist() == [0, 1, 1]
+    assert batch.alignment.piece.tolist() == [0, 1, 2]
+    assert batch.alignment.continues.tolist() == [False, False, False]
+
+
+def test_a_marker_for_an_extra_space_stays_on_no_token():
+    # "Oslo␣␣in": "Ġ" stands for the second space; "Ġin" starts a char later.
+    tokenize = scripted({"Oslo  in": [(0, 4), (4, 5), (5, 8)]})
+    batch = encode_batch([NLP.make_doc("Oslo  in")], tokenize)
+    # Tokens: Oslo, " ", in.
+    assert [t.text for t in NLP.make_doc("Oslo  in")] == ["Oslo", " ", "in"]
+    assert batch.alignment.token.tolist() == [0, 2]
+    assert batch.alignment.piece.tolist() == [0, 2]
+
+
+def test_a_one_token_doc_is_tokenized():
+    calls: List[List[str]] = []
+    batch = encode_batch([NLP.make_doc("Paris")], recording(calls))
+    assert calls == [["Paris"]]
+    assert batch.segments == [(0, 0, 1)]
+    assert batch.alignment.token.tolist() == [0]
+
+
+def test_a_doc_starting_with_a_line_break_has_one_start():
+    # The whitespace token "\n" starts the second doc; "Paris" after it is not
+    # a new line of that doc (no text before it in the doc).
+    batch = encode_batch([NLP.make_doc(t) for t in ["Oslo", "\nParis"]], word_tokenize)
+    assert batch.segment_starts.tolist() == [True, True, False]
+    assert batch.segments == [(0, 0, 1), (1, 0, 1)]
+
+
+def test_line_breaks_inside_a_sentence_still_bound_entities():
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
+    doc = nlp("Ann sat\nBo ran.")
+    assert len(list(doc.sents)) == 1
+    batch = encode_batch([doc], word_tokenize)
+    # Tokens: Ann sat \n Bo ran .; "Bo" starts a line inside the sentence.
+    assert batch.segment_starts.tolist() == [True, False, False, True, False, False]
+
+
+def test_batch_prediction_index_bounds():
+    docs = [NLP.make_doc(t) for t in ["Paris is big", "a b"]]
+    encoded = encode_batch(docs, pair_tokenize)
+    n = encoded.n_tokens
+    probs = np.arange(n * 2, dtype=np.float32).reshape(n, 2)
+    prediction = BatchPrediction(probs, np.ones(n, bool), np.zeros(n, bool), encoded)
+    assert prediction[-2][0].tolist() == probs[:3].tolist()
+    for bad in (2, -3):
+        with pytest.raises(IndexError) as excinfo:
+            prediction[bad]
+        assert str(excinfo.value) == f"doc {bad} out of range for a batch of 2"

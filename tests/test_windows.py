@@ -7,7 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spacy_hf_tagger.windows import Window, make_windows, pack_batches, plan_windows
+from spacy_hf_tagger.windows import (
+    Window,
+    make_windows,
+    pack_batches,
+    plan_windows,
+    segment_windows,
+)
 
 # --- plan_windows: exact rows --------------------------------------------------------
 
@@ -235,3 +241,56 @@ def test_least_padding_split_separates_an_outlier():
     assert batches[0] == [31]
     assert sorted(batches[1]) == list(range(31))
     assert list(pack_batches(lengths, 32, 16384)) == [[31, *range(31)]]
+
+
+# --- exact cases for causal models, segments and the least-padding limits ------------
+
+
+def test_plan_causal_keeps_each_overlap_in_the_earlier_window():
+    # A decoder sees only the left context: the earlier window has more of it.
+    assert plan_windows(25, 10, 4, causal=True).tolist() == [
+        [0, 10, 0, 10],
+        [6, 16, 10, 16],
+        [12, 22, 16, 22],
+        [15, 25, 22, 25],
+    ]
+
+
+def test_kept_columns_skip_the_prefix_and_the_overlap():
+    window = Window(0, 6, 16, 8, 14)
+    assert window.kept_columns(1) == slice(3, 9)
+    assert window.kept_columns(0) == slice(2, 8)
+
+
+def test_make_windows_passes_stride_and_causal_on():
+    assert make_windows([20], 10, 4) == [
+        Window(0, 0, 10, 0, 8),
+        Window(0, 6, 16, 8, 13),
+        Window(0, 10, 20, 13, 20),
+    ]
+    assert make_windows([20], 10, 4, causal=True) == [
+        Window(0, 0, 10, 0, 10),
+        Window(0, 6, 16, 10, 16),
+        Window(0, 10, 20, 16, 20),
+    ]
+
+
+def test_segment_windows_stay_inside_their_segment():
+    # Pieces 5..25 of text 3: windows are numbered in the text's pieces.
+    assert segment_windows([(3, 5, 25), (3, 25, 27)], 10, 4) == [
+        Window(3, 5, 15, 5, 13),
+        Window(3, 11, 21, 13, 18),
+        Window(3, 15, 25, 18, 25),
+        Window(3, 25, 27, 25, 27),
+    ]
+
+
+def test_least_padding_split_allows_a_batch_of_exactly_the_budget():
+    assert list(pack_batches([4, 4], 2, 8, 1)) == [[0, 1]]
+    assert list(pack_batches([4, 5], 2, 8, 1)) == [[1], [0]]
+
+
+def test_least_padding_split_counts_short_windows_as_they_are():
+    # Two one-piece windows fill a budget of 2 together.
+    assert list(pack_batches([1, 1], 2, 2, 1)) == [[0, 1]]
+    assert list(pack_batches([0, 1], 2, 2, 1)) == [[1, 0]]
