@@ -113,6 +113,7 @@ def test_biluo_to_iob1_without_begin_label():
 def test_tags_to_ids():
     scheme = scheme_of(["NOUN", "VERB", "PUNCT", "-LRB-"])
     ids, unknown = tags_to_ids(scheme, ["VERB", "NOUN", None, "", "FOO", "-LRB-", "PUNCT"])
+    assert ids.dtype == np.int64  # class indices for the loss
     assert ids.tolist() == [1, 0, X, X, X, 3, 2]
     assert unknown == ["FOO"]
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import spacy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from spacy_hf_tagger import words
 from spacy_hf_tagger.decoding import predict_entities
 from spacy_hf_tagger.labels import read_label_scheme
 from spacy_hf_tagger.words import INFIX_CONNECTORS, alnum_mask, word_groups
@@ -170,3 +172,44 @@ def test_grouping_never_crosses_docs(docs):
 def test_alnum_mask_matches_isalnum_beyond_the_basic_plane():
     text = "a1 𝔘😀٣\u0301中-"
     assert alnum_mask(text).tolist() == [c.isalnum() for c in text]
+
+
+# --- edges the property tests reach only by chance -----------------------------------
+
+
+def test_a_whole_doc_of_one_hyphenated_word() -> None:
+    # three tokens, the last one a single character at the very end of the text
+    assert word_starts(["3", "-", "1"], [False, False, False]).tolist() == [0, 0, 0]
+    assert word_starts(["x", "/", "y", "z"], [False, False, True, False]).tolist() == [0, 0, 0, 3]
+
+
+def test_alnum_mask_at_the_edge_of_the_basic_plane() -> None:
+    # U+FFFF is no character; U+10000 (LINEAR B SYLLABLE B008 A) is a letter
+    assert alnum_mask("\uffff\U00010000a").tolist() == [False, True, True]
+
+
+def test_alnum_mask_on_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(words, "_ALNUM_TABLE", None)  # as in a fresh process
+    text = "a1 𝔘😀٣\u0301中-\uffff\U00010000"
+    assert alnum_mask(text).tolist() == [c.isalnum() for c in text]
+
+
+def test_result_dtypes() -> None:
+    # word starts index tokens; glued punctuation is a mask
+    for texts in ([], ["1", "."], ["a", "-", "b"]):
+        starts, glued = _one_doc(texts, [False] * len(texts))
+        assert starts.dtype == np.int64
+        assert glued.dtype == bool
+
+
+def test_flags_given_as_integers() -> None:
+    # 0/1 integer flags, as spaCy's doc.to_array("SPACY") gives them, read as booleans.
+    # Three docs: "al-Boushi UK-", "US", ". x"; neither a word nor glue crosses a doc start.
+    texts = ["al", "-", "Boushi", "UK", "-", "US", ".", "x"]
+    spaces = np.array([0, 0, 1, 0, 0, 0, 1, 0], dtype=np.uint64)
+    doc_starts = np.array([1, 0, 0, 0, 0, 1, 1, 0], dtype=np.uint64)
+    lengths = np.array([len(t) for t in texts], dtype=np.int64)
+    ends = np.cumsum(lengths)
+    starts, glued = word_groups("".join(texts), ends - lengths, ends, spaces, doc_starts)
+    assert starts.tolist() == [0, 0, 0, 3, 4, 5, 6, 7]
+    assert glued.tolist() == [False, True, False, False, True, False, False, False]

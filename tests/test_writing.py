@@ -7,13 +7,23 @@ either side, whichever policy (`overwrite_ents`) is in force.
 
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import pytest
 import spacy
-from spacy.tokens import Span
+from spacy.tokens import Doc, Span, Token
 
-from spacy_hf_tagger.writing import EntityPrediction, register_extensions, write_entities
+from spacy_hf_tagger import writing
+from spacy_hf_tagger.writing import (
+    BIO_ATTR,
+    SCORE_ATTR,
+    EntityPrediction,
+    _token_key_matches,
+    register_extensions,
+    write_entities,
+    write_tags,
+    write_token_outputs,
+)
 
 register_extensions()
 NLP = spacy.blank("en")
@@ -140,3 +150,111 @@ def test_without_writing_ents_the_tokens_carry_the_models_view():
     write_entities(doc, labelled(), set_ents=False, spans_key="hf", overwrite_ents=False)
     assert [t._.hf_bio for t in doc][5:7] == ["B-LOC", "I-LOC"]
     assert doc.spans["hf"][0]._.hf_score == pytest.approx(0.8)
+
+
+def test_the_spans_group_is_named_by_its_key() -> None:
+    doc = doc_with_rule(5, 7, "GPE")
+    write_entities(doc, labelled(), set_ents=True, spans_key="hf", overwrite_ents=False)
+    assert doc.spans["hf"].name == "hf"
+
+
+# --- extensions ---------------------------------------------------------------------------
+
+_EXTENSIONS = [(Token, BIO_ATTR), (Token, SCORE_ATTR), (Span, SCORE_ATTR)]
+
+
+def test_register_extensions_declares_none_defaults_once() -> None:
+    try:
+        for cls, name in _EXTENSIONS:
+            cls.remove_extension(name)
+        register_extensions()
+        register_extensions()  # a second component instance: no error, nothing changes
+        for cls, name in _EXTENSIONS:
+            assert cls.get_extension(name) == (None, None, None, None)
+        doc = NLP.make_doc(TEXT)
+        assert (doc[0]._.hf_bio, doc[0]._.hf_score, doc[0:2]._.hf_score) == (None, None, None)
+    finally:
+        for cls, name in _EXTENSIONS:
+            cls.set_extension(name, default=None, force=True)
+
+
+# --- token outputs: the fast user_data path and the public API agree ------------------------
+
+
+def test_token_extensions_use_the_user_data_layout_we_write_directly() -> None:
+    assert _token_key_matches() is True
+
+
+LABELS: List[Optional[str]] = ["B-PER", None, "O", "B-LOC", "I-LOC", "O", None, "O", "O"]
+SCORES: List[Optional[float]] = [0.9, None, 0.8, 0.7, 0.6, 0.5, None, 0.4, 0.3]
+
+
+@pytest.mark.parametrize("direct", [True, False, None])
+def test_token_outputs_read_back_through_the_public_api(
+    monkeypatch: pytest.MonkeyPatch, direct: Optional[bool]
+) -> None:
+    # True: writes user_data directly; False: token._.set; None: probes spaCy first.
+    monkeypatch.setattr(writing, "_DIRECT_KEYS", direct)
+    doc = NLP.make_doc(TEXT)
+    write_token_outputs(doc, LABELS, SCORES)
+    assert [t._.hf_bio for t in doc] == LABELS
+    assert [t._.hf_score for t in doc] == SCORES
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_write_entities_token_outputs_on_either_path(
+    monkeypatch: pytest.MonkeyPatch, direct: bool
+) -> None:
+    monkeypatch.setattr(writing, "_DIRECT_KEYS", direct)
+    doc = doc_with_rule(0, 1, "PERSON")
+    write_entities(
+        doc,
+        labelled(),
+        set_ents=True,
+        spans_key=None,
+        overwrite_ents=False,
+        token_idx=doc.to_array("IDX"),
+    )
+    assert [t._.hf_bio for t in doc] == [None, "O", "O", "O", "O", "B-LOC", "I-LOC", "O", "O"]
+    assert [t._.hf_score for t in doc] == [None] + [0.5] * 8
+
+
+# --- tags ---------------------------------------------------------------------------------
+
+
+def tagged_doc() -> Doc:
+    doc = NLP.make_doc("Cats chase small mice .")
+    doc[2].tag_ = "JJ"  # set by an earlier component
+    doc[2].pos_ = "ADJ"
+    return doc
+
+
+TAGS: List[Optional[str]] = ["NOUN", "VERB", None, "NOUN", "PUNCT"]
+TAG_SCORES: List[Optional[float]] = [0.9, 0.8, None, 0.7, 0.6]
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_write_tags_to_tag_and_pos(monkeypatch: pytest.MonkeyPatch, direct: bool) -> None:
+    monkeypatch.setattr(writing, "_DIRECT_KEYS", direct)
+    doc = tagged_doc()
+    write_tags(doc, TAGS, TAG_SCORES, attrs=["tag", "pos"], token_idx=doc.to_array("IDX"))
+    # None leaves the earlier component's tag in place, and the tokens after it are written
+    assert [t.tag_ for t in doc] == ["NOUN", "VERB", "JJ", "NOUN", "PUNCT"]
+    assert [t.pos_ for t in doc] == ["NOUN", "VERB", "ADJ", "NOUN", "PUNCT"]
+    assert [t._.hf_bio for t in doc] == TAGS
+    assert [t._.hf_score for t in doc] == TAG_SCORES
+
+
+def test_write_tags_only_to_the_attributes_asked_for() -> None:
+    doc = tagged_doc()
+    write_tags(doc, TAGS, TAG_SCORES, attrs=["tag"])
+    assert [t.tag_ for t in doc] == ["NOUN", "VERB", "JJ", "NOUN", "PUNCT"]
+    assert [t.pos_ for t in doc] == ["", "", "ADJ", "", ""]
+    assert [t._.hf_bio for t in doc] == TAGS
+
+
+def test_write_tags_to_no_attribute_still_sets_the_extensions() -> None:
+    doc = tagged_doc()
+    write_tags(doc, TAGS, TAG_SCORES, attrs=[])
+    assert [t.tag_ for t in doc] == ["", "", "JJ", "", ""]
+    assert [t._.hf_score for t in doc] == TAG_SCORES
