@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from typing import List, Optional
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spacy_hf_tagger.decoding import _fill_gaps, predict_entities, predict_tags, tag_name_map
-from spacy_hf_tagger.labels import read_label_scheme, spans_to_iob
+from spacy_hf_tagger.decoding import (
+    _apply_words,
+    _fill_gaps,
+    _tie_to_previous,
+    predict_entities,
+    predict_tags,
+    tag_name_map,
+)
+from spacy_hf_tagger.labels import LabelScheme, read_label_scheme, spans_to_iob
 
 
 def scheme_of(labels):
@@ -376,3 +385,204 @@ def test_bioes_tied_token_then_a_gap_then_a_continuation_is_one_entity():
     assert [s[:3] for s in pred.spans] == [(0, 4, "X")]
     assert pred.token_labels == ["B-X", "I-X", "I-X", "I-X"]
     assert pred.token_scores[2] is None
+
+
+# --- repairs, directly: gaps, tied tokens, words and glued punctuation ---------------
+
+
+def test_fill_gaps_into_an_inside_label_with_id_zero():
+    # IOB1-style order: I-LOC is label 0, and the gap still joins B-LOC to it.
+    scheme = scheme_of(["I-LOC", "B-LOC", "O"])
+    out = _fill_gaps(scheme, np.array([1, 1, 0]), mask(True, False, True))
+    assert out.tolist() == [1, 0, 0]
+
+
+def test_fill_gaps_without_an_inside_label_leaves_the_gap_outside():
+    # B-X, gap, E-X but no I-X to fill with: the gap is O, so two entities.
+    scheme = scheme_of(["O", "B-X", "E-X"])
+    out = _fill_gaps(scheme, np.array([1, 1, 2]), mask(True, False, True))
+    assert out.tolist() == [1, 0, 2]
+    probs = rows((1, 0.75), None, (2, 0.75), n_labels=3)
+    pred, _ = predict_entities(scheme, probs, mask(True, False, True), X_NAMES, 0.0)
+    assert [s[:3] for s in pred.spans] == [(0, 1, "X"), (2, 3, "X")]
+    assert pred.token_labels == ["B-X", "O", "B-X"]
+
+
+def test_tie_continues_an_entity_whose_label_id_is_zero():
+    # B-LOC is label 0 in IOB
+    out = _tie_to_previous(IOB, np.array([B_LOC, OUT]), mask(False, True))
+    assert out.tolist() == [B_LOC, I_LOC]
+
+
+def test_tie_after_a_single_that_cannot_be_opened():
+    # No B-X to open S-X into: the head stays S-X, the tied token is I-X.
+    scheme = scheme_of(["O", "I-X", "E-X", "S-X"])
+    labels = np.array([3, 0])
+    out = _tie_to_previous(scheme, labels, mask(False, True))
+    assert out.tolist() == [3, 1]
+    assert labels.tolist() == [3, 0]
+
+
+def test_tie_on_the_first_token_or_a_doc_start_is_ignored():
+    # Token 0 has nothing before it (the last token is not "before" it).
+    out = _tie_to_previous(IOB, np.array([OUT, OUT, B_LOC]), mask(True, False, False))
+    assert out.tolist() == [OUT, OUT, B_LOC]
+    # Nothing carries over from one doc into the next.
+    doc_starts = mask(True, True)
+    out = _tie_to_previous(IOB, np.array([B_LOC, OUT]), mask(False, True), doc_starts)
+    assert out.tolist() == [B_LOC, OUT]
+    # A skipped tie does not stop the ones after it.
+    out = _tie_to_previous(IOB, np.array([OUT, B_LOC, OUT]), mask(True, False, True))
+    assert out.tolist() == [OUT, B_LOC, I_LOC]
+
+
+def test_predict_entities_passes_doc_starts_to_ties():
+    # Two docs, [LOC] and [O O]; the second doc's first token is marked tied.
+    probs = rows((B_LOC, 0.75), (OUT, 0.75), (OUT, 0.75))
+    tied = mask(False, True, False)
+    doc_starts = mask(True, True, False)
+    pred, _ = predict_entities(
+        IOB, probs, mask(True, True, True), NAMES, 0.0, tied=tied, doc_starts=doc_starts
+    )
+    assert pred.spans == [(0, 1, "LOC", 0.8125)]
+    assert pred.token_labels == ["B-LOC", "O", "O"]
+    assert pred.token_scores == [0.8125, 0.75, 0.75]
+
+
+IOB_NO_O = scheme_of(["B-PER", "I-PER"])
+
+
+def words(
+    scheme: LabelScheme, labels: List[int], glued: List[int], starts: Optional[List[int]] = None
+) -> List[int]:
+    """`_apply_words` over label ids, with the tokens at `glued` marked as glued
+    punctuation; every token is its own word unless `starts` says otherwise."""
+    n = len(labels)
+    glued_mask = np.zeros(n, dtype=bool)
+    glued_mask[glued] = True
+    word_starts = np.arange(n) if starts is None else np.array(starts)
+    label_ids = np.array(labels)
+    out = _apply_words(scheme, label_ids, word_starts, glued_mask)
+    assert label_ids.tolist() == labels  # input untouched
+    return out.tolist()
+
+
+@pytest.mark.parametrize(
+    ("labels", "glued", "expected"),
+    [
+        # continues an entity of its type: I- after B- (label 0) or after I-
+        ([B_LOC, I_LOC], [1], [B_LOC, I_LOC]),
+        ([B_PER, I_PER, I_PER], [2], [B_PER, I_PER, I_PER]),
+        # would begin an entity: O
+        ([B_LOC, B_LOC], [1], [B_LOC, OUT]),
+        ([OUT, B_PER], [1], [OUT, OUT]),
+        ([OUT, I_LOC], [1], [OUT, OUT]),
+        ([B_LOC, I_PER], [1], [B_LOC, OUT]),
+        # on the first token nothing comes before it (not the last token)
+        ([I_LOC, OUT, B_LOC], [0], [OUT, OUT, B_LOC]),
+        ([I_PER, B_PER], [0], [OUT, B_PER]),
+        # outside tokens stay as they are, -1 (read as outside) too
+        ([OUT, OUT], [1], [OUT, OUT]),
+        ([OUT, -1], [1], [OUT, -1]),
+        # tokens that are not glued are never changed
+        ([OUT, I_LOC, B_LOC], [], [OUT, I_LOC, B_LOC]),
+    ],
+)
+def test_glued_punctuation_iob(labels: List[int], glued: List[int], expected: List[int]) -> None:
+    assert words(IOB, labels, glued) == expected
+
+
+@pytest.mark.parametrize(
+    ("labels", "glued", "expected"),
+    [
+        # E- or I- after B- / I- of the same type continues
+        ([1, 3], [1], [1, 3]),
+        ([1, 2, 3], [2], [1, 2, 3]),
+        ([1, 2], [1], [1, 2]),
+        # after an E- or S- the entity is closed: O
+        ([1, 3, 2], [2], [1, 3, 0]),
+        ([4, 3], [1], [4, 0]),
+        # B- and S- begin an entity: O
+        ([1, 4], [1], [1, 0]),
+        ([1, 1], [1], [1, 0]),
+        ([0, 3], [1], [0, 0]),
+        ([3], [0], [0]),
+    ],
+)
+def test_glued_punctuation_bioes(labels: List[int], glued: List[int], expected: List[int]) -> None:
+    # BIOES: 0 O, 1 B-X, 2 I-X, 3 E-X, 4 S-X
+    assert words(BIOES, labels, glued) == expected
+
+
+def test_glued_punctuation_without_an_o_label():
+    # -1 is "outside" here: a glued B-PER becomes -1, an I-PER after B-PER stays.
+    assert words(IOB_NO_O, [0, 0], [1]) == [0, -1]
+    assert words(IOB_NO_O, [0, 1], [1]) == [0, 1]
+    assert words(IOB_NO_O, [-1, -1], [1]) == [-1, -1]
+
+
+def test_words_take_their_first_tokens_entity():
+    # "e-mail": three tokens, one word; the first token's entity runs over it.
+    assert words(IOB, [B_LOC, OUT, B_PER, OUT], [], starts=[0, 0, 0, 3]) == [
+        B_LOC,
+        I_LOC,
+        I_LOC,
+        OUT,
+    ]
+    # ... and O over it when the first token is O
+    assert words(IOB, [OUT, B_PER], [], starts=[0, 0]) == [OUT, OUT]
+    # BIOES: a single on the first token opens to B-X so the word can follow
+    assert words(BIOES, [4, 0], [], starts=[0, 0]) == [1, 2]
+
+
+def test_glued_token_inside_a_word_is_left_to_the_word():
+    # A type with no I- label: the word cannot carry B-LOC on, and the glued
+    # token inside it keeps its own label instead of being made O.
+    scheme = scheme_of(["O", "B-LOC"])
+    assert words(scheme, [1, 1], [1], starts=[0, 0]) == [1, 1]
+    # glued tokens that start a word are still checked
+    assert words(scheme, [1, 1], [1], starts=[0, 1]) == [1, 0]
+
+
+def test_predict_entities_glued_punctuation_and_words():
+    # "Paris-based, Lyon.": "Paris" "-" "based" are one word; "," and "." are glued.
+    # The model begins a PER on ","; "." continues Lyon's LOC.
+    probs = rows(
+        (B_LOC, 0.75), (OUT, 0.75), (OUT, 0.75), (B_PER, 0.75), (B_LOC, 0.75), (I_LOC, 0.75)
+    )
+    word_starts = np.array([0, 0, 0, 3, 4, 5])
+    glued = mask(False, False, False, True, False, True)
+    pred, _ = predict_entities(
+        IOB, probs, mask(*[True] * 6), NAMES, 0.0, word_starts=word_starts, glued_punct=glued
+    )
+    assert [s[:3] for s in pred.spans] == [(0, 3, "LOC"), (4, 6, "LOC")]
+    assert pred.token_labels == ["B-LOC", "I-LOC", "I-LOC", "O", "B-LOC", "I-LOC"]
+    # word tokens score P(LOC) from their own rows: 0.75 of O leaves 0.0625 + 0.0625
+    assert pred.spans[0][3] == pytest.approx((0.8125 + 0.125 + 0.125) / 3)
+    assert pred.token_scores == pytest.approx([0.8125, 0.125, 0.125, 0.0625, 0.8125, 0.8125])
+
+
+def test_score_of_an_entity_with_label_id_zero():
+    # Labels 0 and 1 are of different types: label 0's score is P(LOC), not P(PER).
+    scheme = scheme_of(["B-LOC", "B-PER", "O", "I-LOC", "I-PER"])
+    probs = np.array([[0.6, 0.1, 0.1, 0.1, 0.1], [0.1, 0.1, 0.8, 0.0, 0.0]], dtype=np.float32)
+    pred, _ = predict_entities(scheme, probs, mask(True, True), NAMES, 0.0)
+    assert pred.spans == [(0, 1, "LOC", pytest.approx(0.7))]
+    assert pred.token_scores == pytest.approx([0.7, 0.8])
+
+
+# --- predict_tags, edge cases --------------------------------------------------------
+
+
+def test_predict_tags_one_token():
+    scheme = scheme_of(["NOUN", "VERB"])
+    probs = rows((1, 0.75), n_labels=2)
+    assert predict_tags(scheme, probs, mask(True), {"VERB": "V"}) == (["V"], [0.75])
+
+
+def test_predict_tags_raw_name_when_not_in_tag_names():
+    scheme = scheme_of(["NOUN", "VERB", "PUNCT"])
+    probs = rows((0, 0.5), (2, 0.5), n_labels=3)
+    tags, scores = predict_tags(scheme, probs, mask(True, True), {"NOUN": "N"})
+    assert tags == ["N", "PUNCT"]
+    assert scores == [0.5, 0.5]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Dict
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -89,6 +91,13 @@ def test_bioes_with_only_single_labels_is_bioes():
     assert scheme.kind == "bioes"
 
 
+@pytest.mark.parametrize("end", ["E", "L"])
+def test_bioes_with_end_labels_but_no_single_is_bioes(end: str) -> None:
+    scheme = scheme_of(["O", "B-PER", "I-PER", f"{end}-PER"])
+    assert scheme.kind == "bioes"
+    assert scheme.prefixes == ("O", "B", "I", "E")
+
+
 def test_io_detected():
     scheme = scheme_of(["O", "I-PER", "I-LOC"])
     assert scheme.kind == "io"
@@ -155,18 +164,47 @@ def test_mixed_label_set_raises_naming_labels():
     assert "id2label" in message
 
 
+def test_mixed_label_set_message_names_the_first_five_of_each():
+    labels = ["O"] + [f"{p}-{t}" for t in "ABC" for p in "BI"]
+    labels += ["NOUN", "VERB", "ADJ", "ADV", "DET", "PRON"]
+    with pytest.raises(LabelSchemeError) as info:
+        scheme_of(labels)
+    assert str(info.value) == (
+        "The model's labels mix entity labels (['B-A', 'I-A', 'B-B', 'I-B', 'B-C']) with "
+        "labels that have no B-/I-/E-/S-/L-/U- prefix (['NOUN', 'VERB', 'ADJ', 'ADV', "
+        "'DET']), so they read neither as entities nor as tags. Rename them in the "
+        "model's config.json `id2label` so that all read one way."
+    )
+
+
 def test_empty_id2label_raises():
-    with pytest.raises(LabelSchemeError, match="id2label"):
+    with pytest.raises(LabelSchemeError) as info:
         read_label_scheme({})
+    assert str(info.value) == (
+        "The model config has no labels (`id2label` is empty). Use a "
+        "token-classification checkpoint, or fine-tune with `spacy train`."
+    )
 
 
 @pytest.mark.parametrize(
-    "id2label",
-    [{0: "O", 2: "B-PER"}, {1: "O", 2: "B-PER"}, {-1: "O", 0: "B-PER"}],
+    ("id2label", "shown"),
+    [
+        ({0: "O", 2: "B-PER"}, "0..1: [0, 2]"),
+        ({1: "O", 2: "B-PER"}, "0..1: [1, 2]"),
+        ({-1: "O", 0: "B-PER"}, "0..1: [-1, 0]"),
+        # the first twenty ids only
+        (
+            {i: f"B-T{i}" for i in range(1, 26)},
+            "0..24: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]",
+        ),
+    ],
 )
-def test_non_contiguous_ids_raise(id2label):
-    with pytest.raises(LabelSchemeError, match="label ids are not 0"):
+def test_non_contiguous_ids_raise(id2label: Dict[int, str], shown: str) -> None:
+    with pytest.raises(LabelSchemeError) as info:
         read_label_scheme(id2label)
+    assert str(info.value) == (
+        f"The model's label ids are not {shown}. Fix `id2label` in the model's config.json."
+    )
 
 
 def test_ids_sorted_numerically_not_by_insertion_order():
@@ -319,9 +357,21 @@ def test_decode_span_score_is_mean_of_token_scores():
     assert all(isinstance(s.score, float) for s in spans)
 
 
+def test_decode_span_without_scores_scores_zero():
+    # NaN marks tokens no piece covers; a span of only such tokens has no mean.
+    scheme = scheme_of(IOB2)
+    ids = np.array([1, 2, 0, 3], dtype=np.int64)
+    scores = np.array([np.nan, np.nan, 0.5, 0.25])
+    assert decode_spans(scheme, ids, scores) == [
+        DecodedSpan(0, 2, "PER", 0.0),
+        DecodedSpan(3, 4, "LOC", 0.25),
+    ]
+
+
 def test_decode_tag_scheme_raises():
-    with pytest.raises(ValueError, match="entity label scheme"):
+    with pytest.raises(ValueError) as info:
         decode_spans(scheme_of(UPOS), np.array([0]), np.array([1.0]))
+    assert str(info.value) == "decode_spans needs an entity label scheme, not a tag set"
 
 
 # --- helpers -------------------------------------------------------------------------
