@@ -145,8 +145,9 @@ def read_label_scheme(id2label: Mapping[int, str]) -> LabelScheme:
             "config.json `id2label` so that all read one way."
         )
 
-    prefixes = tuple(p[0] if p else "O" for p in parsed)
-    types = tuple(p[1] if p else "" for p in parsed)
+    pairs = [p for p in parsed if p is not None]  # every label: none is plain here
+    prefixes = tuple(prefix for prefix, _ in pairs)
+    types = tuple(type_ for _, type_ in pairs)
     used = set(prefixes) - {"O"}
     if used & {"E", "S"}:
         kind = "bioes"
