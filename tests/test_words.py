@@ -213,3 +213,11 @@ def test_flags_given_as_integers() -> None:
     starts, glued = word_groups("".join(texts), ends - lengths, ends, spaces, doc_starts)
     assert starts.tolist() == [0, 0, 0, 3, 4, 5, 6, 7]
     assert glued.tolist() == [False, True, False, False, True, False, False, False]
+
+
+def test_a_word_is_judged_by_the_last_character_before_the_connector() -> None:
+    # "x.5" ends with a digit (its second-to-last character is not): "x.5-6" is
+    # one word; "5.x" ends with a letter, "5.(" does not.
+    assert word_starts(["x.5", "-", "6"], [False, False, False]).tolist() == [0, 0, 0]
+    assert word_starts(["5.x", "-", "6"], [False, False, False]).tolist() == [0, 0, 0]
+    assert word_starts(["5.(", "-", "6"], [False, False, False]).tolist() == [0, 1, 2]
