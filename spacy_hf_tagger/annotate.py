@@ -42,7 +42,7 @@ from .records import (
     BadRecord,
     Record,
     count_lines,
-    entity_rows,
+    doc_annotation,
     input_files,
     output_row,
     read_records,
@@ -51,7 +51,7 @@ from .sinks import JsonlSink, open_sink, sink_class
 
 FACTORY = "hf_token_tagger"
 
-# Texts in; for each, its entities (`records.entity_rows`) and its word count.
+# Texts in; for each, its entities and its word count (`records.doc_annotation`).
 TextAnnotator = Callable[[Sequence[str]], List[Tuple[List[Dict[str, Any]], int]]]
 
 # Records per checkpoint. The Ray engine starts an actor pool per chunk, so
@@ -183,11 +183,7 @@ class LocalAnnotator:
         return list(self.nlp.pipe(texts, batch_size=self.batch_size, n_process=self.n_process))
 
     def __call__(self, texts: Sequence[str]) -> List[Tuple[List[Dict[str, Any]], int]]:
-        return [(entity_rows(doc), _words(doc)) for doc in self.docs(texts)]
-
-
-def _words(doc: Any) -> int:
-    return sum(not t.is_space for t in doc)
+        return [doc_annotation(doc) for doc in self.docs(texts)]
 
 
 def _chunks(
@@ -265,12 +261,8 @@ def run_job(
         for chunk in _chunks(islice(records, state.records, None), chunk_size):
             good = [r for r in chunk if isinstance(r, Record)]
             texts = [r.text for r in good]
-            docs = None
-            if sink.needs_docs:
-                docs = annotate.docs(texts)  # type: ignore[union-attr]
-                results = [(entity_rows(doc), _words(doc)) for doc in docs]
-            else:
-                results = annotate(texts)
+            docs = annotate.docs(texts) if sink.needs_docs else None  # type: ignore[union-attr]
+            results = annotate(texts) if docs is None else [doc_annotation(d) for d in docs]
             rows = []
             for record, (ents, n_words) in zip(good, results):
                 state.entities += len(ents)

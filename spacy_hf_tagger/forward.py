@@ -74,7 +74,8 @@ def model_batches(
     windows = segment_windows(encoded.segments, loaded.content_length, loaded.stride, loaded.causal)
     layout = loaded.packing if pack else None
     if layout is not None and len(windows) > 1:
-        # Rows cost their positions when packed: batches are filled in turn.
+        # Filled in turn, longest first (no least-padding split: a batch that
+        # packs pads little, and one that would not is run padded below).
         lengths = [w.length + loaded.special.count for w in windows]
         for batch in pack_batches(lengths, batch_size, max_batch_subwords):
             members = [windows[i] for i in batch]

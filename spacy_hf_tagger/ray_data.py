@@ -27,7 +27,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "the Ray engine needs Ray Data: pip install 'spacy-hf-tagger[ray]'"
     ) from error
 
-from .records import entity_rows
+from .records import doc_annotation
 from .sinks import entity_type
 
 # Columns the actors add: the entities as JSON (one string column, whatever the
@@ -67,8 +67,9 @@ class _PipelineActor:
         ents: List[str] = []
         words: List[int] = []
         for doc in self.nlp.pipe(texts, batch_size=self.batch_size):
-            ents.append(json.dumps(entity_rows(doc), ensure_ascii=False))
-            words.append(sum(not t.is_space for t in doc))
+            doc_ents, doc_words = doc_annotation(doc)
+            ents.append(json.dumps(doc_ents, ensure_ascii=False))
+            words.append(doc_words)
         out = dict(batch)
         out[_ENTS_JSON] = ents
         out[_WORDS] = words
@@ -160,7 +161,6 @@ class RayAnnotator:
     def __init__(self, pool: ActorPool) -> None:
         if not ray.is_initialized():
             ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=False)
-        ray.data.DataContext.get_current().execution_options.preserve_order = True
         self.pool = pool
 
     def __call__(self, texts: Sequence[str]) -> List[Tuple[List[Dict[str, Any]], int]]:
@@ -171,7 +171,7 @@ class RayAnnotator:
             override_num_blocks=max(1, min(len(texts) // 64, 4 * self.pool.workers)),
         )
         rows = self.pool.map(ds, "text").take_all()
-        rows.sort(key=lambda r: int(r["row"]))
+        rows.sort(key=lambda r: int(r["row"]))  # in any order from the pool: put back
         if len(rows) != len(texts):
             raise RuntimeError(f"Ray returned {len(rows)} rows for a chunk of {len(texts)} records")
         return [(json.loads(r[_ENTS_JSON]), int(r[_WORDS])) for r in rows]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from spacy.tokens import Doc
 
@@ -226,6 +226,12 @@ def entity_rows(doc: Doc) -> List[Dict[str, Any]]:
             }
         )
     return rows
+
+
+def doc_annotation(doc: Doc) -> Tuple[List[Dict[str, Any]], int]:
+    """What every engine reports for an annotated doc: its entities
+    (`entity_rows`) and its words (tokens that are not whitespace)."""
+    return entity_rows(doc), sum(not t.is_space for t in doc)
 
 
 def output_row(record: Record, ents: List[Dict[str, Any]]) -> Dict[str, Any]:

@@ -21,8 +21,6 @@ from typing import IO, Any, Dict, List, Optional, Protocol, Sequence
 
 from spacy.tokens import Doc, DocBin
 
-ENTITY_FIELDS = (("start", "int64"), ("end", "int64"), ("label", "string"), ("score", "float64"))
-
 
 class OutputError(ValueError):
     """The output cannot hold what the job produced, said for a person."""
@@ -116,6 +114,9 @@ class _PartsSink:
     def position(self) -> int:
         return self.parts
 
+    def finish(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -131,9 +132,6 @@ class DocBinSink(_PartsSink):
     def write(self, rows: Sequence[Dict[str, Any]], docs: Optional[Sequence[Doc]]) -> None:
         doc_bin = DocBin(store_user_data=True, docs=list(docs or ()))
         self._put(doc_bin.to_disk)
-
-    def finish(self) -> None:
-        pass
 
 
 class ParquetSink(_PartsSink):
@@ -205,11 +203,14 @@ def entity_type() -> Any:
     """The Arrow type of a row's `ents`: a list of {start, end, label, score, text}."""
     import pyarrow as pa
 
-    return pa.list_(
-        pa.struct(
-            [(name, getattr(pa, kind)()) for name, kind in ENTITY_FIELDS] + [("text", pa.string())]
-        )
-    )
+    fields = [
+        ("start", pa.int64()),
+        ("end", pa.int64()),
+        ("label", pa.string()),
+        ("score", pa.float64()),
+        ("text", pa.string()),
+    ]
+    return pa.list_(pa.struct(fields))
 
 
 def _rows_table(rows: Sequence[Dict[str, Any]]) -> Any:
