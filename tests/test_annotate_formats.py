@@ -13,6 +13,7 @@ from typing import Any, Dict, List
 
 import pytest
 import spacy
+from job_rows import same_rows
 from spacy.tokens import DocBin
 from tiny_models import training_sentences
 
@@ -31,19 +32,6 @@ def nlp(tiny_models):
 
 def jsonl_rows(path: Path) -> List[Dict[str, Any]]:
     return [json.loads(line) for line in path.read_text("utf8").splitlines()]
-
-
-def same_rows(a: List[Dict[str, Any]], b: List[Dict[str, Any]]) -> None:
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        assert {k: v for k, v in x.items() if k != "ents"} == {
-            k: v for k, v in y.items() if k != "ents"
-        }
-        assert [{k: e[k] for k in ("start", "end", "label", "text")} for e in x["ents"]] == [
-            {k: e[k] for k in ("start", "end", "label", "text")} for e in y["ents"]
-        ]
-        for e, f in zip(x["ents"], y["ents"]):
-            assert e["score"] == pytest.approx(f["score"], abs=1e-6)
 
 
 def test_parquet_in_gives_the_rows_of_the_same_jsonl(nlp, tmp_path):
@@ -210,7 +198,7 @@ def test_parquet_ids_of_two_types_are_a_clear_error(nlp, tmp_path):
         run_job(nlp, tmp_path / "in.jsonl", tmp_path / "out.parquet")
 
 
-def test_an_old_checkpoint_resumes_where_it_stopped(nlp, tmp_path):
+def test_an_old_checkpoint_s_output_bytes_read_as_the_output_position(nlp, tmp_path):
     from spacy_hf_tagger.annotate import Checkpoint
 
     progress = tmp_path / "out.progress.json"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import spacy
+from job_rows import same_entities, same_rows
 
 ray = pytest.importorskip("ray", reason="ray not installed (pip install '.[ray]')")
 
@@ -60,12 +61,7 @@ def test_annotate_dataset_matches_the_local_pipeline(model):
     for i, text in enumerate(TEXTS):
         row = by_id[f"r{i}"]
         assert row["text"] == text
-        got = list(row["ents"])
-        assert [{k: e[k] for k in ("start", "end", "label", "text")} for e in got] == [
-            {k: e[k] for k in ("start", "end", "label", "text")} for e in expected[i]
-        ]
-        for a, b in zip(got, expected[i]):
-            assert a["score"] == pytest.approx(b["score"], abs=1e-6)
+        same_entities(list(row["ents"]), expected[i])
 
 
 def test_a_row_without_a_string_text_stops_the_job_with_its_column(model):
@@ -96,13 +92,8 @@ def test_the_cli_job_on_ray_writes_what_the_local_engine_writes(model, tmp_path)
     local_rows = [json.loads(x) for x in (tmp_path / "local.jsonl").read_text().splitlines()]
     ray_rows = [json.loads(x) for x in (tmp_path / "ray.jsonl").read_text().splitlines()]
     assert [r["id"] for r in ray_rows] == [0, 1, 2, 3, 4, 5]
-    for a, b in zip(ray_rows, local_rows):
-        assert a["src"] == b["src"] == "news"
-        assert [{k: e[k] for k in ("start", "end", "label", "text")} for e in a["ents"]] == [
-            {k: e[k] for k in ("start", "end", "label", "text")} for e in b["ents"]
-        ]
-        for x, y in zip(a["ents"], b["ents"]):
-            assert x["score"] == pytest.approx(y["score"], abs=1e-6)
+    assert all(r["src"] == "news" for r in ray_rows)
+    same_rows(ray_rows, local_rows)
     assert (tmp_path / "ray.errors.jsonl").read_text() == (
         tmp_path / "local.errors.jsonl"
     ).read_text()
