@@ -100,9 +100,22 @@ class Checkpoint:
 
 
 def job_paths(output: Path) -> Tuple[Path, Path]:
-    """The errors file and the checkpoint beside OUTPUT."""
-    stem = output.with_suffix("")
-    return Path(f"{stem}.errors.jsonl"), Path(f"{stem}.progress.json")
+    """The errors file and the checkpoint beside OUTPUT, named from its whole
+    name, so `out.jsonl` and `out.parquet` in one folder never share them."""
+    return Path(f"{output}.errors.jsonl"), Path(f"{output}.progress.json")
+
+
+def _stale_checkpoint_error(output: Path, progress_path: Path) -> Optional[JobError]:
+    """Why a checkpoint without its OUTPUT can't be resumed, or None where the
+    earlier run stopped before its first record (nothing to lose: start anew)."""
+    state = Checkpoint.read(progress_path)
+    if state.records == 0:
+        return None
+    return JobError(
+        f"The checkpoint {progress_path} says {state.records} records were done, but its "
+        f"output {output} does not exist (moved or deleted after that run?): restore "
+        f"{output} and pass --resume, or pass --overwrite to start again."
+    )
 
 
 # ------------------------------------------------------------------- pipeline
@@ -225,13 +238,22 @@ def run_job(
                 f"--resume: no checkpoint {progress_path} beside {output}; run without "
                 "--resume to start the job."
             )
+        if not sink_kind.on_disk(output):
+            stale = _stale_checkpoint_error(output, progress_path)
+            if stale is not None:
+                raise stale
         state = Checkpoint.read(progress_path)
     else:
-        if (output.exists() or progress_path.exists()) and not overwrite:
-            raise JobError(
-                f"{output} already exists: pass --resume to complete it, or --overwrite "
-                "to start again."
-            )
+        if not overwrite:
+            if sink_kind.on_disk(output):
+                raise JobError(
+                    f"{output} already exists: pass --resume to complete it, or --overwrite "
+                    "to start again."
+                )
+            if progress_path.exists():
+                stale = _stale_checkpoint_error(output, progress_path)
+                if stale is not None:
+                    raise stale
         state = Checkpoint()
         errors_path.unlink(missing_ok=True)
     output.parent.mkdir(parents=True, exist_ok=True)

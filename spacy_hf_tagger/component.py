@@ -241,6 +241,13 @@ class HFTokenTagger(TrainablePipe):
         """The underlying transformers model (loaded on first access)."""
         return self._ensure_loaded().model
 
+    def weights_changed(self) -> None:
+        """Say the model's weights were written where torch does not count it
+        (through `tensor.data`, as peft merges LoRA weights), so the next
+        prediction copies them again; every other change is seen by itself."""
+        if self._loaded is not None:
+            self._loaded.weights_changed()
+
     @property
     def tokenizer(self) -> Any:
         return self._ensure_loaded().tokenizer

@@ -10,7 +10,8 @@ logged, for the user to see why.
 On CPU, reduced precision is an inference-time copy of the model: the loaded
 weights stay float32, so training, `to_disk` and a later run on another
 machine see exactly the weights that were trained. The copy is made on the
-first prediction and again after each training update.
+first prediction and again whenever the weights changed since
+(`loading.weights_state`).
 """
 
 from __future__ import annotations

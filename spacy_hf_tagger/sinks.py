@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import IO, Any, Dict, List, Optional, Protocol, Sequence
+from typing import IO, Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from spacy.tokens import Doc, DocBin
 
@@ -41,6 +41,11 @@ class Sink(Protocol):
 
     def close(self) -> None: ...
 
+    @staticmethod
+    def on_disk(output: Path) -> bool:
+        """Whether OUTPUT, or what a killed job left of it, is there."""
+        ...
+
 
 def open_for_append(path: Path, length: int) -> IO[bytes]:
     """Open `path` for appending after cutting it to `length` bytes (the last
@@ -58,6 +63,10 @@ class JsonlSink:
 
     def __init__(self, path: Path, position: int) -> None:
         self._out = open_for_append(path, position)
+
+    @staticmethod
+    def on_disk(output: Path) -> bool:
+        return output.exists()
 
     def write(self, rows: Sequence[Dict[str, Any]], docs: Optional[Sequence[Doc]]) -> None:
         self._out.write(b"".join(json_line(r) for r in rows))
@@ -83,6 +92,10 @@ class _PartsSink:
     the number of parts done."""
 
     suffix = ""
+
+    @staticmethod
+    def on_disk(output: Path) -> bool:
+        return output.exists()
 
     def __init__(self, folder: Path, position: int) -> None:
         self.folder = folder
@@ -157,12 +170,23 @@ class ParquetSink(_PartsSink):
                 "'spacy-hf-tagger[ray]'), or write .jsonl."
             ) from error
         self.output = output
-        self.done = output.with_name(output.name + ".parts.done")
+        parts, self.done = self._folders(output)
         self.assembled = self.done.exists()
         if self.assembled:
             shutil.rmtree(self.done)
-        super().__init__(output.with_name(output.name + ".parts"), position)
+        super().__init__(parts, position)
         self._first: Optional[Any] = None  # the first part's schema, once read
+
+    @staticmethod
+    def _folders(output: Path) -> Tuple[Path, Path]:
+        """The parts folder while the job runs, and its name once OUTPUT is whole."""
+        return output.with_name(output.name + ".parts"), output.with_name(
+            output.name + ".parts.done"
+        )
+
+    @staticmethod
+    def on_disk(output: Path) -> bool:
+        return output.exists() or any(f.exists() for f in ParquetSink._folders(output))
 
     def write(self, rows: Sequence[Dict[str, Any]], docs: Optional[Sequence[Doc]]) -> None:
         import pyarrow.parquet as pq

@@ -1,4 +1,5 @@
-"""Shared pytest fixtures: tiny local models per tokenizer family, and ../shared.
+"""Shared pytest fixtures: tiny local models per tokenizer family, ../shared, and
+what `dtype="auto"` resolves to.
 
 Why: most behaviour of the plugin depends on the tokenizer family (offsets, special
 tokens, unknown pieces, position limits), but real checkpoints need the network and
@@ -16,6 +17,9 @@ import pytest
 from tiny_models import NER_LABELS, build_tiny_model
 
 TinyModelFactory = Callable[..., Path]
+
+# What `--auto-precision` makes `dtype="auto"` believe about the CPU.
+_AUTO_PRECISION_FLAGS = {"bfloat16": frozenset({"avx512_bf16"}), "float32": frozenset()}
 
 _SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -82,3 +86,40 @@ def _one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--auto-precision",
+        choices=["cpu", "bfloat16", "float32"],
+        default="cpu",
+        help='What dtype="auto" runs in on CPU: as this CPU decides (default), or bf16 '
+        "(emulated, slowly but correctly, where the CPU lacks it) or float32 whatever it "
+        "has. CI runs the tests marked `precision` again with each.",
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    import torch
+
+    from spacy_hf_tagger.precision import choose_precision
+
+    forced = config.getoption("--auto-precision")
+    flags = _AUTO_PRECISION_FLAGS.get(forced)
+    chosen = choose_precision("auto", torch.device("cpu"), flags)
+    how = "as this CPU decides" if flags is None else "forced by --auto-precision"
+    return f'spacy-hf-tagger: dtype="auto" runs in {chosen.runs_in} ({how}: {chosen.reason})'
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _auto_precision(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Make `dtype="auto"` resolve as `--auto-precision` says, for the whole session."""
+    flags = _AUTO_PRECISION_FLAGS.get(request.config.getoption("--auto-precision"))
+    if flags is None:
+        yield
+        return
+    from spacy_hf_tagger import precision
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(precision, "cpu_flags", lambda *args, **kwargs: flags)
+        yield

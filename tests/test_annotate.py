@@ -180,6 +180,37 @@ def checkpoints(nlp, corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return seen
 
 
+def test_job_files_are_named_from_the_whole_output_name(nlp, tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text(TEXTS[0] + "\n", "utf8")
+    out = tmp_path / "out.jsonl"
+    assert job_paths(out) == (
+        tmp_path / "out.jsonl.errors.jsonl",
+        tmp_path / "out.jsonl.progress.json",
+    )
+    assert job_paths(tmp_path / "out.parquet")[1] == tmp_path / "out.parquet.progress.json"
+    run_job(nlp, source, out)
+    assert Checkpoint.read(tmp_path / "out.jsonl.progress.json").complete
+
+
+def test_a_checkpoint_without_its_output(nlp, tmp_path: Path) -> None:
+    """A run that failed before its first record (e.g. a missing writer library)
+    leaves a checkpoint of 0 records: the next run starts; one whose output
+    went missing after records were done is refused with what happened."""
+    source = tmp_path / "in.txt"
+    source.write_text(TEXTS[0] + "\n" + TEXTS[1] + "\n", "utf8")
+    out = tmp_path / "out.jsonl"
+    _, progress = job_paths(out)
+    Checkpoint().write(progress)
+    assert run_job(nlp, source, out).records == 2
+    out.unlink()
+    for resume in (False, True):
+        with pytest.raises(JobError, match=r"says 2 records were done, but its output .* not"):
+            run_job(nlp, source, out, resume=resume)
+    assert run_job(nlp, source, out, overwrite=True).records == 2
+    assert len(rows(out)) == 2
+
+
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -21,6 +21,9 @@ from tiny_models import FAMILIES, training_sentences
 from spacy_hf_tagger.settings import ConfigError
 from spacy_hf_tagger.windows import segment_windows
 
+# What dtype="auto" runs in changes these: CI runs them again with each precision.
+pytestmark = pytest.mark.precision
+
 TEXTS = [text for text, _ in training_sentences()]
 TRAIN_STEPS = 100
 
@@ -170,8 +173,9 @@ sentence_lists = st.lists(st.sampled_from(TEXTS), min_size=1, max_size=6)
 def test_a_document_gets_the_entities_of_its_sentences(family, trained):
     """Sentences joined by newlines (no sentence component), or by spaces after a
     sentencizer: the same entities and scores as each sentence alone."""
-    by_line = nlp_for(trained(family))
-    by_sentencizer = nlp_for(trained(family), sentencizer=True)
+    # Scores agree exactly in float32 only (test_bf16.py: bf16 within its precision).
+    by_line = nlp_for(trained(family), dtype="float32")
+    by_sentencizer = nlp_for(trained(family), sentencizer=True, dtype="float32")
     alone = {text: by_line(text) for text in TEXTS}
 
     @settings(max_examples=25, deadline=None)

@@ -17,6 +17,9 @@ from spacy_hf_tagger import precision
 from spacy_hf_tagger.component import PIPE_FILL, ConfigError
 from spacy_hf_tagger.precision import Precision, choose_precision, cpu_flags
 
+# What dtype="auto" runs in changes these: CI runs them again with each precision.
+pytestmark = pytest.mark.precision
+
 TinyModelFactory = Callable[..., Path]
 CPU = torch.device("cpu")
 TEXTS = [text for text, _ in training_sentences()]
@@ -282,3 +285,88 @@ def test_int8_copy_shares_the_float32_tensors_with_the_model(
     assert runner.bert.embeddings.LayerNorm.weight is model.bert.embeddings.LayerNorm.weight
     # The quantized layers are the copy's own; the model keeps its float32 ones.
     assert model.bert.encoder.layer[0].attention.self.query.weight.dtype == torch.float32
+
+
+# ------------------------------------------------- the copy follows the weights
+
+
+def _outputs(nlp: spacy.language.Language) -> List[Any]:
+    """Entities and every token's score: what a changed weight would move."""
+    return [
+        ([(e.start_char, e.end_char, e.label_) for e in doc.ents], [t._.hf_score for t in doc])
+        for doc in nlp.pipe(TEXTS)
+    ]
+
+
+def _reference(model: torch.nn.Module, tokenizer_dir: Path, folder: Path, **cfg: Any) -> List[Any]:
+    """What a fresh pipeline on a saved copy of `model` predicts."""
+    model.save_pretrained(folder)
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(folder)
+    return _outputs(_nlp(folder, **cfg))
+
+
+def _in_place(model: torch.nn.Module, trained: Path) -> None:
+    with torch.no_grad():
+        model.bert.encoder.layer[0].attention.self.query.weight.mul_(-1.0)
+        model.classifier.bias[1] += 3.0
+
+
+def _load_state_dict(model: torch.nn.Module, trained: Path) -> None:
+    from transformers import AutoModelForTokenClassification
+
+    model.load_state_dict(AutoModelForTokenClassification.from_pretrained(trained).state_dict())
+
+
+def _new_head(model: torch.nn.Module, trained: Path) -> None:
+    torch.manual_seed(7)
+    old = model.classifier
+    model.classifier = torch.nn.Linear(old.in_features, old.out_features)
+
+
+@pytest.mark.parametrize("runs_in", ["bfloat16", "int8"])
+@pytest.mark.parametrize("edit", [_in_place, _load_state_dict, _new_head])
+def test_a_weight_change_outside_training_is_seen_by_the_next_prediction(
+    runs_in: str,
+    edit: Callable[[torch.nn.Module, Path], None],
+    tiny_models: TinyModelFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The reduced-precision copy is remade after any change to the weights, so
+    the component predicts exactly what a fresh pipeline on the changed model
+    predicts (bf16 emulated where the CPU lacks it)."""
+    untrained = tiny_models("wordpiece-cased")
+    trained = tiny_models("wordpiece-cased", train_steps=100)
+    cfg = {"dtype": "int8"} if runs_in == "int8" else {}
+    _fake_flags(monkeypatch, frozenset({"avx512_bf16"}))
+    nlp = _nlp(untrained, **cfg)
+    tagger = nlp.get_pipe("hf_token_tagger")
+    assert tagger.precision.runs_in == runs_in
+    before = _outputs(nlp)
+    loaded = tagger._ensure_loaded()
+    copy_before = loaded.inference_model()
+    assert loaded.inference_model() is copy_before  # unchanged weights: no new copy
+    edit(tagger.hf_model, trained)
+    after = _outputs(nlp)
+    assert loaded.inference_model() is not copy_before
+    assert after != before
+    assert after == _reference(tagger.hf_model, untrained, tmp_path / "edited", **cfg)
+
+
+def test_weights_changed_covers_writes_torch_does_not_track(
+    tiny_models: TinyModelFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`tensor.data` writes bypass torch's version counters (peft merges LoRA
+    weights that way): `weights_changed()` is the documented way to say so."""
+    model = tiny_models("wordpiece-cased")
+    _fake_flags(monkeypatch, frozenset({"avx512_bf16"}))
+    nlp = _nlp(model)
+    tagger = nlp.get_pipe("hf_token_tagger")
+    before = _outputs(nlp)
+    tagger.hf_model.classifier.bias.data[1] += 3.0  # not counted by torch
+    tagger.weights_changed()
+    after = _outputs(nlp)
+    assert after != before
+    assert after == _reference(tagger.hf_model, model, tmp_path / "edited")

@@ -94,8 +94,8 @@ def test_the_cli_job_on_ray_writes_what_the_local_engine_writes(model, tmp_path)
     assert [r["id"] for r in ray_rows] == [0, 1, 2, 3, 4, 5]
     assert all(r["src"] == "news" for r in ray_rows)
     same_rows(ray_rows, local_rows)
-    assert (tmp_path / "ray.errors.jsonl").read_text() == (
-        tmp_path / "local.errors.jsonl"
+    assert (tmp_path / "ray.jsonl.errors.jsonl").read_text() == (
+        tmp_path / "local.jsonl.errors.jsonl"
     ).read_text()
 
 
