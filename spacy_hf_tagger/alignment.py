@@ -120,11 +120,21 @@ def attach_word_markers(
     stands for an extra space ("Oslo␣␣in") is not followed directly by text
     and keeps covering nothing.
     """
+    return attach_word_markers_mask(ranges, raw_ends, starts, piece_limits)[0]
+
+
+def attach_word_markers_mask(
+    ranges: np.ndarray,
+    raw_ends: np.ndarray,
+    starts: np.ndarray,
+    piece_limits: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`attach_word_markers`, and which pieces it attached (the bare markers)."""
     ranges = np.array(ranges, dtype=np.int64).reshape(-1, 2)
     n = len(ranges)
     covers = ranges[:, 1] >= ranges[:, 0]
     if n == 0 or covers.all():
-        return ranges
+        return ranges, np.zeros(n, dtype=bool)
     index = np.arange(n)
     # next_covering[p]: the first piece at or after p that covers a token.
     next_covering = np.minimum.accumulate(np.where(covers, index, n)[::-1])[::-1]
@@ -137,7 +147,7 @@ def attach_word_markers(
     first = ranges[target, 0]
     ranges[markers, 0] = first[markers]
     ranges[markers, 1] = first[markers]
-    return ranges
+    return ranges, markers
 
 
 @dataclass
@@ -152,6 +162,9 @@ class TokenAlignment:
     token: np.ndarray
     continues: np.ndarray
     n_tokens: int
+    # marker[k]: piece[k] is a bare word marker ("▁"/"Ġ" alone) attached to the
+    # word it begins; None: no piece is.
+    marker: Optional[np.ndarray] = None
 
     def tokens_with_pieces(self) -> np.ndarray:
         mask = np.zeros(self.n_tokens, dtype=bool)
@@ -169,8 +182,13 @@ class TokenAlignment:
         return self.tokens_with_pieces() & ~starts
 
 
-def align_pieces(ranges: np.ndarray, n_tokens: int) -> TokenAlignment:
-    """Expand piece token ranges into piece↔token pairs, sorted by token."""
+def align_pieces(
+    ranges: np.ndarray, n_tokens: int, markers: Optional[np.ndarray] = None
+) -> TokenAlignment:
+    """Expand piece token ranges into piece↔token pairs, sorted by token.
+
+    `markers`: per piece, whether it is a bare word marker attached to the word
+    after it (`attach_word_markers_mask`)."""
     ranges = np.asarray(ranges, dtype=np.int64).reshape(-1, 2)
     counts = np.maximum(ranges[:, 1] - ranges[:, 0] + 1, 0)
     piece = np.repeat(np.arange(len(ranges)), counts)
@@ -182,7 +200,40 @@ def align_pieces(ranges: np.ndarray, n_tokens: int) -> TokenAlignment:
     token = ranges[piece, 0] + offset_in_piece
     continues = offset_in_piece > 0
     order = np.lexsort((piece, continues, token))
-    return TokenAlignment(piece[order], token[order], continues[order], n_tokens)
+    pair_marker = None
+    if markers is not None and np.any(markers):
+        pair_marker = np.asarray(markers, dtype=bool)[piece[order]]
+    return TokenAlignment(piece[order], token[order], continues[order], n_tokens, pair_marker)
+
+
+def _read_markers_with_their_word(
+    out: np.ndarray, pair_probs: np.ndarray, alignment: TokenAlignment, boundary: np.ndarray
+) -> None:
+    """For "first": a token whose first piece is a bare word marker gets the
+    mean of the marker's and the next piece's probabilities.
+
+    Training recipes disagree on which of the two carries a word's label: one
+    built on `word_ids()` labels the marker (the word's first piece) and never
+    the piece after it; one built on offsets labels the first piece with text
+    and never the marker. Nothing in a checkpoint says which, and the output
+    its training never saw is noise. Measured on tiny memorising models of four
+    marker families, each trained both ways (tests/test_word_markers.py): reading
+    the marker alone misses on offset-trained models, the next piece alone on
+    word_ids-trained ones, the more confident of the two or their mean on
+    neither; the mean keeps both readings' evidence and needs no threshold.
+    """
+    marker, token = alignment.marker, alignment.token
+    second = boundary + 1
+    inside = second < len(token)
+    first, second = boundary[inside], second[inside]
+    pair = (
+        marker[first]
+        & (token[second] == token[first])
+        & ~marker[second]
+        & ~alignment.continues[second]
+    )
+    first, second = first[pair], second[pair]
+    out[token[first]] = (pair_probs[first] + pair_probs[second]) / 2
 
 
 def aggregate_token_probs(
@@ -194,7 +245,8 @@ def aggregate_token_probs(
     """Probabilities per spaCy token from the probabilities of its pieces.
 
     - "first": the first piece that starts in the token (or, when none does,
-      the piece that runs into it from the previous token);
+      the piece that runs into it from the previous token); when that piece is
+      a bare word marker, the mean of it and the piece after it;
     - "average": the mean over all pieces that overlap the token;
     - "max": the piece with the most confident prediction.
 
@@ -219,6 +271,8 @@ def aggregate_token_probs(
     group_tokens = token[boundary]
     if method == "first":
         out[group_tokens] = pair_probs[boundary]
+        if alignment.marker is not None:
+            _read_markers_with_their_word(out, pair_probs, alignment, boundary)
     elif method == "average":
         sums = np.add.reduceat(pair_probs, boundary, axis=0)
         counts = np.diff(np.r_[boundary, len(token)])

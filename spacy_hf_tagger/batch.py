@@ -20,7 +20,7 @@ from spacy.tokens import Doc
 from .alignment import (
     TokenAlignment,
     align_pieces,
-    attach_word_markers,
+    attach_word_markers_mask,
     piece_token_ranges,
     trim_offsets,
     whitespace_mask,
@@ -140,13 +140,13 @@ def encode_batch(
     else:
         trimmed = np.zeros((0, 2), dtype=np.int64)
         raw_ends = np.zeros(0, dtype=np.int64)
-    ranges = attach_word_markers(
+    ranges, markers = attach_word_markers_mask(
         piece_token_ranges(trimmed, token_starts, token_ends),
         raw_ends,
         trimmed[:, 0],
         np.repeat(span_bounds[1:], span_pieces),
     )
-    alignment = align_pieces(ranges, int(token_bounds[-1]))
+    alignment = align_pieces(ranges, int(token_bounds[-1]), markers)
     # A line break the tokenizer dropped (BERT removes a form feed) can fall
     # inside a piece of a doc seen whole: the model saw one word there, and no
     # entity boundary goes inside a piece.

@@ -35,15 +35,16 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModelFactory:
     ``tiny_models.training_sentences()`` (sharing one value shares one build).
     """
     root = tmp_path_factory.mktemp("tiny_models")
-    cache: dict[tuple[str, tuple[str, ...], Optional[int], int], Path] = {}
+    cache: dict[tuple[str, tuple[str, ...], Optional[int], int, str], Path] = {}
 
     def get(
         family: str,
         labels: Sequence[str] = NER_LABELS,
         model_max_length: Optional[int] = 32,
         train_steps: int = 0,
+        recipe: str = "all",
     ) -> Path:
-        key = (family, tuple(labels), model_max_length, train_steps)
+        key = (family, tuple(labels), model_max_length, train_steps, recipe)
         if key not in cache:
             out_dir = root / f"{family}-{len(cache)}"
             cache[key] = build_tiny_model(
@@ -52,6 +53,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModelFactory:
                 list(labels),
                 model_max_length=model_max_length,
                 train_steps=train_steps,
+                recipe=recipe,
             )
         return cache[key]
 

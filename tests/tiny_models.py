@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+import re
 import unicodedata
 from contextlib import contextmanager
 from pathlib import Path
@@ -904,14 +905,48 @@ def word_piece_spans(
     return spans
 
 
+# How a training script chose the pieces it labels ("recipes" of hub checkpoints):
+# "all": every piece of a word; "word_ids": the first piece of each word, as
+# `word_ids()` gives it (a bare "▁"/"Ġ" marker when the word starts with one);
+# "offsets": the first piece of each word whose own text starts the word (a bare
+# marker is never labelled, so its output is never trained).
+RECIPES: tuple[str, ...] = ("all", "word_ids", "offsets")
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+def _labelled_pieces(
+    text: str, offsets: list[tuple[int, int]], spans: list[Optional[tuple[int, int]]], recipe: str
+) -> list[bool]:
+    """Which pieces a training recipe labels (words: runs of letters/digits, or
+    one other non-space character, as CoNLL-style word lists have them)."""
+    if recipe == "all":
+        return [span is not None for span in spans]
+    word_of = {}
+    for index, match in enumerate(_WORD.finditer(text)):
+        for char in range(match.start(), match.end()):
+            word_of[char] = index
+    seen: set[int] = set()
+    out = []
+    for (start, end), span in zip(offsets, spans):
+        own_text = bool(text[start:end].strip())
+        eligible = span is not None and (recipe == "word_ids" or own_text)
+        word = word_of.get(span[0]) if span is not None else None
+        out.append(eligible and word is not None and word not in seen)
+        if out[-1]:
+            seen.add(word)
+    return out
+
+
 def _piece_labels(
     text: str,
     offsets: list[tuple[int, int]],
     special_mask: list[int],
     spans: list[tuple[int, int, str]],
     label2id: dict[str, int],
+    recipe: str = "all",
 ) -> list[int]:
-    """Label every subword from character spans (IOB2); -100 for specials/padding.
+    """Label subwords from character spans (IOB2); -100 for specials/padding and
+    the pieces the `recipe` leaves out.
 
     A piece belongs to an entity when its span (see :func:`word_piece_spans`) overlaps
     the entity's characters, so a leading-space-inclusive offset like Metaspace's
@@ -919,8 +954,10 @@ def _piece_labels(
     """
     labels: list[int] = []
     started: set[int] = set()
-    for span in word_piece_spans(text, offsets, special_mask):
-        if span is None:
+    piece_spans = word_piece_spans(text, offsets, special_mask)
+    labelled = _labelled_pieces(text, offsets, piece_spans, recipe)
+    for span, keep in zip(piece_spans, labelled):
+        if span is None or not keep:
             labels.append(-100)
             continue
         start, end = span
@@ -939,8 +976,10 @@ def _train(
     tokenizer: PreTrainedTokenizerFast,
     capacity: int,
     steps: int,
+    recipe: str = "all",
 ) -> None:
-    """Fine-tune ``model`` in place until it memorises :func:`training_sentences`.
+    """Fine-tune ``model`` in place until it memorises :func:`training_sentences`,
+    labelling the pieces `recipe` names (see RECIPES).
 
     Full-batch AdamW on ~25 short sentences (about 60 steps suffice; the longest needs
     27 tokens, so with the default capacity of 32 every sentence is one window). The
@@ -973,7 +1012,7 @@ def _train(
         offsets = [(int(s), int(e)) for s, e in encoded["offset_mapping"][row].tolist()]
         special = encoded["special_tokens_mask"][row].tolist()
         text, spans = data[sentence]
-        label_rows.append(_piece_labels(text, offsets, special, spans, label2id))
+        label_rows.append(_piece_labels(text, offsets, special, spans, label2id, recipe))
     labels = torch.tensor(label_rows, dtype=torch.long)
     labels[encoded["attention_mask"] == 0] = -100
     accepted = inspect.signature(model.forward).parameters
@@ -1000,6 +1039,7 @@ def build_tiny_model(
     model_max_length: Optional[int] = 32,
     train_steps: int = 0,
     seed: int = 0,
+    recipe: str = "all",
 ) -> Path:
     """Build, optionally train, and save a tiny token-classification model.
 
@@ -1019,6 +1059,8 @@ def build_tiny_model(
     """
     if family not in _TOKENIZER_BUILDERS:
         raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES + ARCHITECTURES}")
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; expected one of {RECIPES}")
     if len(set(labels)) != len(labels) or not labels:
         raise ValueError(f"labels must be non-empty and unique, got {labels!r}")
     if model_max_length is not None and model_max_length < 4:
@@ -1039,7 +1081,7 @@ def build_tiny_model(
             config = _make_config(family, tokenizer, list(labels), capacity)
             model = _MODEL_CLASSES[family](config)
             if train_steps > 0:
-                _train(model, tokenizer, capacity, train_steps)
+                _train(model, tokenizer, capacity, train_steps, recipe)
         model.eval()
         with _no_progress_bars():
             model.save_pretrained(out_dir, safe_serialization=True)
