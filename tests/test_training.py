@@ -348,7 +348,9 @@ def test_base_encoder_error_says_to_fine_tune(base_encoder):
 
 @pytest.mark.parametrize("annotate", [None, ["pos"]])
 def test_pos_training_from_an_entity_checkpoint(annotate, tiny_models):
-    nlp = make_nlp(tiny_models("wordpiece-cased"), annotate=annotate)
+    # float32: after five steps the new head's labels are near ties, which bf16
+    # inference rounds either way (0.33-0.34 measured): this measures training.
+    nlp = make_nlp(tiny_models("wordpiece-cased"), annotate=annotate, dtype="float32")
     examples = pos_examples(nlp)
     nlp.initialize(lambda: examples)
     comp = nlp.get_pipe("hf_token_tagger")
