@@ -348,8 +348,11 @@ def test_base_encoder_error_says_to_fine_tune(base_encoder):
 
 @pytest.mark.parametrize("annotate", [None, ["pos"]])
 def test_pos_training_from_an_entity_checkpoint(annotate, tiny_models):
-    # float32: after five steps the new head's labels are near ties, which bf16
-    # inference rounds either way (0.33-0.34 measured): this measures training.
+    # The new head and dropout draw from torch's RNG: seeded, the result no longer
+    # depends on which tests ran before (0.34 seen in one full-suite order; seeds
+    # 0-7 give 0.40-0.56). float32: after five steps many labels are near ties,
+    # which bf16 inference rounds either way; this measures training.
+    torch.manual_seed(0)
     nlp = make_nlp(tiny_models("wordpiece-cased"), annotate=annotate, dtype="float32")
     examples = pos_examples(nlp)
     nlp.initialize(lambda: examples)
@@ -371,8 +374,8 @@ def test_pos_training_from_an_entity_checkpoint(annotate, tiny_models):
     assert history[-1] < history[0]
     doc = nlp("Sarah lives in Paris.")
     assert all(t.pos_ in wanted for t in doc)
-    # Five steps on the training examples themselves: measured 0.45-0.50
-    # (from a new head), well above the untrained head.
+    # Five steps on the training examples themselves: 0.40 with this seed
+    # (from a new head, 0.24 before), well above the untrained head.
     after = nlp.evaluate(examples)["pos_acc"]
     assert after >= 0.35 and after > before + 0.1, (before, after)
 
