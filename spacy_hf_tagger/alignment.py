@@ -222,7 +222,18 @@ def _read_markers_with_their_word(
     word_ids-trained ones, the more confident of the two or their mean on
     neither; the mean keeps both readings' evidence and needs no threshold.
     """
+    first, second = marker_pairs(alignment, boundary)
+    out[alignment.token[first]] = (pair_probs[first] + pair_probs[second]) / 2
+
+
+def marker_pairs(alignment: TokenAlignment, boundary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pair indices (marker, the piece after it) of the tokens whose first pair
+    (`boundary`: each token's first pair) is a bare marker followed, in the same
+    token, by a piece that starts there."""
     marker, token = alignment.marker, alignment.token
+    if marker is None:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
     second = boundary + 1
     inside = second < len(token)
     first, second = boundary[inside], second[inside]
@@ -232,8 +243,7 @@ def _read_markers_with_their_word(
         & ~marker[second]
         & ~alignment.continues[second]
     )
-    first, second = first[pair], second[pair]
-    out[token[first]] = (pair_probs[first] + pair_probs[second]) / 2
+    return first[pair], second[pair]
 
 
 def aggregate_token_probs(
