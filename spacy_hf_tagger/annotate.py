@@ -105,6 +105,24 @@ def job_paths(output: Path) -> Tuple[Path, Path]:
     return Path(f"{output}.errors.jsonl"), Path(f"{output}.progress.json")
 
 
+def _adopt_earlier_job_files(output: Path, on_disk: bool) -> None:
+    """Rename the checkpoint and errors file of a job started by an earlier
+    version, which named them from OUTPUT without its suffix (`out.progress.json`
+    for `out.jsonl`), so `--resume` finds them; only beside an OUTPUT that is
+    there, and never over a newer checkpoint."""
+    errors_path, progress_path = job_paths(output)
+    if not output.suffix or not on_disk or progress_path.exists():
+        return
+    stem = output.with_suffix("")
+    earlier_progress = Path(f"{stem}.progress.json")
+    if not earlier_progress.exists():
+        return
+    earlier_errors = Path(f"{stem}.errors.jsonl")
+    if earlier_errors.exists():
+        os.replace(earlier_errors, errors_path)
+    os.replace(earlier_progress, progress_path)
+
+
 def _stale_checkpoint_error(output: Path, progress_path: Path) -> Optional[JobError]:
     """Why a checkpoint without its OUTPUT can't be resumed, or None where the
     earlier run stopped before its first record (nothing to lose: start anew)."""
@@ -231,6 +249,7 @@ def run_job(
     or an engine such as `ray_data.RayAnnotator`."""
     sink_kind = sink_class(output)  # an OUTPUT of no known kind fails here
     files = input_files(input_path)
+    _adopt_earlier_job_files(output, sink_kind.on_disk(output))
     errors_path, progress_path = job_paths(output)
     if resume:
         if not progress_path.exists():

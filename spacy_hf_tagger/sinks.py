@@ -171,8 +171,11 @@ class ParquetSink(_PartsSink):
             ) from error
         self.output = output
         parts, self.done = self._folders(output)
-        self.assembled = self.done.exists()
-        if self.assembled:
+        # A resumed run that finds `.parts.done` was killed after OUTPUT was whole;
+        # a run from the start (--overwrite) finds only an old run's leftover.
+        leftover = self.done.exists()
+        self.assembled = leftover and position > 0
+        if leftover:
             shutil.rmtree(self.done)
         super().__init__(parts, position)
         self._first: Optional[Any] = None  # the first part's schema, once read

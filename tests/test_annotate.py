@@ -193,6 +193,26 @@ def test_job_files_are_named_from_the_whole_output_name(nlp, tmp_path: Path) -> 
     assert Checkpoint.read(tmp_path / "out.jsonl.progress.json").complete
 
 
+def test_a_job_started_by_an_earlier_version_resumes(nlp, tmp_path: Path) -> None:
+    """Earlier versions named the checkpoint from OUTPUT without its suffix."""
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(TEXTS[:3]) + "\n", "utf8")
+    out = tmp_path / "out.jsonl"
+    run_job(nlp, source, out)
+    _, progress = job_paths(out)
+    lines = out.read_bytes().splitlines(keepends=True)
+    state = Checkpoint.read(progress)
+    state.records, state.complete = 2, False  # as if killed after two records
+    state.output_position = len(lines[0]) + len(lines[1])
+    state.write(tmp_path / "out.progress.json")
+    progress.unlink()
+    summary = run_job(nlp, source, out, resume=True)
+    assert (summary.resumed_from, summary.records) == (2, 3)
+    assert out.read_bytes() == b"".join(lines)
+    assert not (tmp_path / "out.progress.json").exists()
+    assert Checkpoint.read(progress).complete
+
+
 def test_a_checkpoint_without_its_output(nlp, tmp_path: Path) -> None:
     """A run that failed before its first record (e.g. a missing writer library)
     leaves a checkpoint of 0 records: the next run starts; one whose output

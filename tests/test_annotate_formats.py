@@ -204,3 +204,17 @@ def test_an_old_checkpoint_s_output_bytes_read_as_the_output_position(nlp, tmp_p
     progress = tmp_path / "out.progress.json"
     progress.write_text(json.dumps({"records": 3, "output_bytes": 120}), "utf8")
     assert Checkpoint.read(progress).output_position == 120
+
+
+def test_overwrite_ignores_what_an_earlier_finish_left(nlp, tmp_path):
+    """A run killed while deleting its parts leaves `.parts.done`; a later run
+    from the start must still assemble its own parts."""
+    source = tmp_path / "in.txt"
+    source.write_text(TEXTS[0] + "\n", "utf8")
+    out = tmp_path / "out.parquet"
+    run_job(nlp, source, out)
+    (tmp_path / "out.parquet.parts.done").mkdir()
+    source.write_text(TEXTS[0] + "\n" + TEXTS[1] + "\n", "utf8")
+    assert run_job(nlp, source, out, overwrite=True).records == 2
+    assert pq.read_table(out).num_rows == 2
+    assert not (tmp_path / "out.parquet.parts.done").exists()

@@ -370,3 +370,22 @@ def test_weights_changed_covers_writes_torch_does_not_track(
     after = _outputs(nlp)
     assert after != before
     assert after == _reference(tagger.hf_model, model, tmp_path / "edited")
+
+
+def test_a_replaced_tensor_never_passes_for_the_one_before() -> None:
+    """The state holds the tensors it saw: a freed tensor's id and storage could
+    otherwise be reused by its replacement, which would then look unchanged."""
+    from spacy_hf_tagger.loading import same_weights, weights_state
+
+    layer = torch.nn.Linear(2, 2)
+    before = weights_state(layer)
+    assert same_weights(weights_state(layer), before)
+    old = layer.weight
+    layer.weight = torch.nn.Parameter(torch.zeros(2, 2))
+    del old
+    assert not same_weights(weights_state(layer), before)
+    assert any(t.shape == (2, 2) and t is not layer.weight for t, _, _ in before)
+    unchanged = weights_state(layer)
+    with torch.no_grad():
+        layer.bias.add_(1.0)
+    assert not same_weights(weights_state(layer), unchanged)
