@@ -188,39 +188,23 @@ def reference_sentence_spans(
     each word; words with no subword get "O". No truncation: every sentence must
     fit the model.
     """
-    import torch
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForTokenClassification.from_pretrained(model_path).eval()
     id2label = model.config.id2label
-    max_len = min(tok.model_max_length, model.config.max_position_embeddings)
+    limit = min(tok.model_max_length, model.config.max_position_embeddings)
 
     sentences = [[w for w, _ in sent] for doc in docs for sent in doc]
     enc = tok(sentences, is_split_into_words=True, truncation=False)
-    lengths = [len(ids) for ids in enc["input_ids"]]
-    longest = max(lengths, default=0)
-    assert longest <= max_len, f"a sentence has {longest} subwords > model max {max_len}"
-
     labels: List[List[str]] = [["O"] * len(s) for s in sentences]
-    order = sorted(range(len(sentences)), key=lambda i: lengths[i])
-    with torch.inference_mode():
-        for b in range(0, len(order), batch_size):
-            idx = order[b : b + batch_size]
-            width = max(lengths[i] for i in idx)
-            ids = torch.zeros((len(idx), width), dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):
-                ids[row, : lengths[i]] = torch.tensor(enc["input_ids"][i])
-                mask[row, : lengths[i]] = 1
-            pred = model(input_ids=ids, attention_mask=mask).logits.argmax(-1).tolist()
-            for row, i in enumerate(idx):
-                seen = set()
-                for pos, word in enumerate(enc.word_ids(i)):
-                    if word is None or word in seen:
-                        continue
-                    seen.add(word)
-                    labels[i][word] = id2label[pred[row][pos]]
+    for i, pred in enumerate(argmax_per_piece(model, enc["input_ids"], limit, batch_size)):
+        seen = set()
+        for pos, word in enumerate(enc.word_ids(i)):
+            if word is None or word in seen:
+                continue
+            seen.add(word)
+            labels[i][word] = id2label[pred[pos]]
     return [decode_spans(tags) for tags in labels]
 
 
@@ -231,39 +215,55 @@ def recipe_reference_spans(
     text: per gold word, the label at the piece the training `recipe` labelled
     (`recipe_models.labelled_pieces`). The model's own quality on the text ours
     reads, whichever piece its training script labelled."""
-    import torch
     from recipe_models import labelled_pieces
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForTokenClassification.from_pretrained(model_path).eval()
     id2label = model.config.id2label
+    limit = min(tok.model_max_length, model.config.max_position_embeddings)
     rendered = [
         render_words([w for w, _ in sent], style)  # type: ignore[arg-type]
         for doc in docs
         for sent in doc
     ]
     enc = tok([text for text, _ in rendered], return_offsets_mapping=True)
-    lengths = [len(ids) for ids in enc["input_ids"]]
-    limit = min(tok.model_max_length, model.config.max_position_embeddings)
-    assert max(lengths, default=0) <= limit, f"a sentence has {max(lengths)} pieces > {limit}"
     labels: List[List[str]] = [["O"] * len(spans) for _, spans in rendered]
-    order = sorted(range(len(rendered)), key=lambda i: lengths[i])
+    for i, pred in enumerate(argmax_per_piece(model, enc["input_ids"], limit, batch_size)):
+        pieces = tok.convert_ids_to_tokens(enc["input_ids"][i])
+        chosen = labelled_pieces(pieces, enc["offset_mapping"][i], rendered[i][1], recipe)
+        for word, k in enumerate(chosen):
+            if k is not None:
+                labels[i][word] = id2label[pred[k]]
+    return [decode_spans(tags) for tags in labels]
+
+
+def argmax_per_piece(
+    model, rows: Sequence[Sequence[int]], limit: int, batch_size: int
+) -> List[List[int]]:
+    """The model's label id at every piece of each row (no truncation: every
+    row must fit the model), rows batched by length."""
+    import torch
+
+    lengths = [len(row) for row in rows]
+    longest = max(lengths, default=0)
+    assert longest <= limit, f"a sentence has {longest} subwords > model max {limit}"
+    pad = model.config.pad_token_id or 0
+    out: List[List[int]] = [[] for _ in rows]
+    order = sorted(range(len(rows)), key=lambda i: lengths[i])
     with torch.inference_mode():
         for b in range(0, len(order), batch_size):
             idx = order[b : b + batch_size]
             width = max(lengths[i] for i in idx)
-            ids = torch.full((len(idx), width), tok.pad_token_id, dtype=torch.long)
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
             for row, i in enumerate(idx):
-                ids[row, : lengths[i]] = torch.tensor(enc["input_ids"][i])
-            pred = model(input_ids=ids, attention_mask=ids.ne(tok.pad_token_id)).logits
+                ids[row, : lengths[i]] = torch.tensor(rows[i])
+                mask[row, : lengths[i]] = 1
+            pred = model(input_ids=ids, attention_mask=mask).logits.argmax(-1).tolist()
             for row, i in enumerate(idx):
-                pieces = tok.convert_ids_to_tokens(enc["input_ids"][i])
-                chosen = labelled_pieces(pieces, enc["offset_mapping"][i], rendered[i][1], recipe)
-                for word, k in enumerate(chosen):
-                    if k is not None:
-                        labels[i][word] = id2label[int(pred[row, k].argmax())]
-    return [decode_spans(tags) for tags in labels]
+                out[i] = pred[row][: lengths[i]]
+    return out
 
 
 def reference_to_texts(

@@ -106,8 +106,9 @@ def attach_word_markers(
     raw_ends: np.ndarray,
     starts: np.ndarray,
     piece_limits: np.ndarray,
-) -> np.ndarray:
-    """Give a piece that covers no token the first token of the word it begins.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Give a piece that covers no token the first token of the word it begins;
+    also return which pieces it gave one (the bare markers).
 
     Such a piece holds only whitespace or nothing: SentencePiece's bare "▁"
     or byte-level BPE's "Ġ" before a character they cannot merge with (CJK,
@@ -120,16 +121,6 @@ def attach_word_markers(
     stands for an extra space ("Oslo␣␣in") is not followed directly by text
     and keeps covering nothing.
     """
-    return attach_word_markers_mask(ranges, raw_ends, starts, piece_limits)[0]
-
-
-def attach_word_markers_mask(
-    ranges: np.ndarray,
-    raw_ends: np.ndarray,
-    starts: np.ndarray,
-    piece_limits: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """`attach_word_markers`, and which pieces it attached (the bare markers)."""
     ranges = np.array(ranges, dtype=np.int64).reshape(-1, 2)
     n = len(ranges)
     covers = ranges[:, 1] >= ranges[:, 0]
@@ -188,7 +179,7 @@ def align_pieces(
     """Expand piece token ranges into piece↔token pairs, sorted by token.
 
     `markers`: per piece, whether it is a bare word marker attached to the word
-    after it (`attach_word_markers_mask`)."""
+    after it (`attach_word_markers`)."""
     ranges = np.asarray(ranges, dtype=np.int64).reshape(-1, 2)
     counts = np.maximum(ranges[:, 1] - ranges[:, 0] + 1, 0)
     piece = np.repeat(np.arange(len(ranges)), counts)

@@ -123,13 +123,12 @@ def _adopt_earlier_job_files(output: Path, on_disk: bool) -> None:
     os.replace(earlier_progress, progress_path)
 
 
-def _stale_checkpoint_error(output: Path, progress_path: Path) -> Optional[JobError]:
-    """Why a checkpoint without its OUTPUT can't be resumed, or None where the
-    earlier run stopped before its first record (nothing to lose: start anew)."""
-    state = Checkpoint.read(progress_path)
+def _refuse_lost_output(output: Path, progress_path: Path, state: Checkpoint) -> None:
+    """Raise when a checkpoint whose OUTPUT is gone says records were done; one
+    of a run that stopped before its first record has nothing to lose."""
     if state.records == 0:
-        return None
-    return JobError(
+        return
+    raise JobError(
         f"The checkpoint {progress_path} says {state.records} records were done, but its "
         f"output {output} does not exist (moved or deleted after that run?): restore "
         f"{output} and pass --resume, or pass --overwrite to start again."
@@ -249,7 +248,8 @@ def run_job(
     or an engine such as `ray_data.RayAnnotator`."""
     sink_kind = sink_class(output)  # an OUTPUT of no known kind fails here
     files = input_files(input_path)
-    _adopt_earlier_job_files(output, sink_kind.on_disk(output))
+    output_on_disk = sink_kind.on_disk(output)
+    _adopt_earlier_job_files(output, output_on_disk)
     errors_path, progress_path = job_paths(output)
     if resume:
         if not progress_path.exists():
@@ -257,22 +257,18 @@ def run_job(
                 f"--resume: no checkpoint {progress_path} beside {output}; run without "
                 "--resume to start the job."
             )
-        if not sink_kind.on_disk(output):
-            stale = _stale_checkpoint_error(output, progress_path)
-            if stale is not None:
-                raise stale
         state = Checkpoint.read(progress_path)
+        if not output_on_disk:
+            _refuse_lost_output(output, progress_path, state)
     else:
         if not overwrite:
-            if sink_kind.on_disk(output):
+            if output_on_disk:
                 raise JobError(
                     f"{output} already exists: pass --resume to complete it, or --overwrite "
                     "to start again."
                 )
             if progress_path.exists():
-                stale = _stale_checkpoint_error(output, progress_path)
-                if stale is not None:
-                    raise stale
+                _refuse_lost_output(output, progress_path, Checkpoint.read(progress_path))
         state = Checkpoint()
         errors_path.unlink(missing_ok=True)
     output.parent.mkdir(parents=True, exist_ok=True)

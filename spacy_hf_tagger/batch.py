@@ -20,7 +20,7 @@ from spacy.tokens import Doc
 from .alignment import (
     TokenAlignment,
     align_pieces,
-    attach_word_markers_mask,
+    attach_word_markers,
     piece_token_ranges,
     trim_offsets,
     whitespace_mask,
@@ -140,7 +140,7 @@ def encode_batch(
     else:
         trimmed = np.zeros((0, 2), dtype=np.int64)
         raw_ends = np.zeros(0, dtype=np.int64)
-    ranges, markers = attach_word_markers_mask(
+    ranges, markers = attach_word_markers(
         piece_token_ranges(trimmed, token_starts, token_ends),
         raw_ends,
         trimmed[:, 0],

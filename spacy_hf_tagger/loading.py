@@ -76,8 +76,8 @@ def weights_state(model: torch.nn.Module) -> WeightsState:
     `weight[i] = x` under `no_grad`) bumps its version counter, and a replaced
     tensor or module is another object (`same_weights`), so two equal states
     mean the same weights. It walks the modules' own tables rather than
-    `parameters()`, a quarter of the cost: ~0.1 ms for a 12-layer MiniLM, under
-    1% of one batch's forward, and never a pass over the weights."""
+    `parameters()`, a quarter of the cost (0.12 ms against 0.5 ms for the 105
+    tensors of a 6-layer MiniLM), and never reads the weights themselves."""
     state = []
     stack = [model]
     while stack:

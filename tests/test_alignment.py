@@ -198,7 +198,7 @@ def _markers(text, offsets, tokens, limits=None):
     offsets = np.array(offsets, dtype=np.int64)
     if limits is None:
         limits = np.full(len(offsets), len(offsets))
-    return attach_word_markers(ranges, offsets[:, 1], trimmed[:, 0], np.array(limits))
+    return attach_word_markers(ranges, offsets[:, 1], trimmed[:, 0], np.array(limits))[0]
 
 
 def test_bare_sentencepiece_marker_begins_the_next_word():
@@ -250,7 +250,7 @@ def test_trailing_marker_and_no_markers():
     assert _markers(text, [[0, 2], [2, 3]], tokens).tolist() == [[0, 0], [-1, -2]]
     assert _markers(text, [[0, 1], [1, 2]], tokens).tolist() == [[0, 0], [0, 0]]
     empty = np.zeros((0, 2), dtype=np.int64)
-    assert attach_word_markers(empty, empty[:, 1], empty[:, 0], empty[:, 0]).shape == (0, 2)
+    assert attach_word_markers(empty, empty[:, 1], empty[:, 0], empty[:, 0])[0].shape == (0, 2)
 
 
 # --- align_pieces --------------------------------------------------------------------
