@@ -75,9 +75,9 @@ def weights_state(model: torch.nn.Module) -> WeightsState:
     Every in-place write to a tensor (an optimizer step, `load_state_dict`,
     `weight[i] = x` under `no_grad`) bumps its version counter, and a replaced
     tensor or module is another object (`same_weights`), so two equal states
-    mean the same weights. It walks the modules' own tables rather than
-    `parameters()`, a quarter of the cost (0.12 ms against 0.5 ms for the 105
-    tensors of a 6-layer MiniLM), and never reads the weights themselves."""
+    mean the same weights. It walks the modules' own tables, faster than
+    `parameters()` alone (0.19 ms with the comparison against 0.31 ms for just
+    listing the 105 tensors of a 6-layer MiniLM), and never reads the weights."""
     state = []
     stack = [model]
     while stack:
