@@ -298,7 +298,7 @@ MARKER_READINGS: Dict[str, Callable[[Any, Any], Any]] = {
 
 def use_marker_reading(name: str) -> None:
     """Replace the component's reading of a word that begins with a bare marker."""
-    from spacy_hf_tagger import alignment
+    from spacy_hf_tagger.align import pieces as alignment
 
     pick = MARKER_READINGS[name]
 

@@ -39,8 +39,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--output", choices=("jsonl", "parquet"), default="jsonl")
     args = ap.parse_args(argv)
 
-    from spacy_hf_tagger.annotate import run_job
-    from spacy_hf_tagger.records import entity_rows
+    from spacy_hf_tagger.jobs.corpus import run_job
+    from spacy_hf_tagger.jobs.records import entity_rows
 
     quiet_transformers()
     print(versions_line())

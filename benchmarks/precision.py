@@ -71,7 +71,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import torch
     from transformers import AutoConfig, AutoTokenizer
 
-    from spacy_hf_tagger.precision import BF16_FLAGS, cpu_flags
+    from spacy_hf_tagger.model.precision import BF16_FLAGS, cpu_flags
 
     quiet_transformers()
     warnings.filterwarnings("ignore", message="Skipping annotation")

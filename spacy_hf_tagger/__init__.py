@@ -12,11 +12,11 @@ from typing import Any
 _EXPORTS = {
     "HFTokenTagger": "component",
     "make_hf_token_tagger": "component",
-    "ModelLoadError": "hf",
-    "LabelScheme": "labels",
-    "LabelSchemeError": "labels",
-    "read_label_scheme": "labels",
-    "make_hf_tagger_scorer": "scoring",
+    "ModelLoadError": "model.hf",
+    "LabelScheme": "labels.schemes",
+    "LabelSchemeError": "labels.schemes",
+    "read_label_scheme": "labels.schemes",
+    "make_hf_tagger_scorer": "training.scoring",
 }
 
 __all__ = sorted(_EXPORTS)

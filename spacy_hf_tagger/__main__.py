@@ -1,6 +1,6 @@
 """`python -m spacy_hf_tagger annotate ...` (see `annotate`)."""
 
-from .annotate import main
+from .jobs.corpus import main
 
 if __name__ == "__main__":
     main()

@@ -38,20 +38,21 @@ from spacy.util import minibatch
 from spacy.vocab import Vocab
 from thinc.api import Model, Optimizer
 
-from . import hf, training
-from .alignment import AGGREGATIONS, aggregate_token_probs
-from .batch import BatchPrediction, EncodedBatch
-from .coalescing import Coalescer
-from .decoding import predict_entities, predict_tags, split_by_doc, tag_name_map
-from .forward import encode_docs, model_batches, piece_probabilities
-from .labels import LabelScheme, map_types
-from .loading import LoadedModel, install, load_source
-from .persistence import bytes_to_folder, folder_to_bytes, read_folder, write_folder
-from .precision import Precision, choose_precision
-from .scoring import make_hf_tagger_scorer
+from .align.batch import BatchPrediction, EncodedBatch
+from .align.pieces import AGGREGATIONS, aggregate_token_probs
+from .align.words import word_groups
+from .labels.decoding import predict_entities, predict_tags, split_by_doc, tag_name_map
+from .labels.schemes import LabelScheme, map_types
+from .labels.writing import register_extensions, write_entities, write_tags
+from .model import hf
+from .model.forward import encode_docs, model_batches, piece_probabilities
+from .model.loading import LoadedModel, install, load_source
+from .model.persistence import bytes_to_folder, folder_to_bytes, read_folder, write_folder
+from .model.precision import Precision, choose_precision
+from .serving.coalescing import Coalescer
 from .settings import DEFAULT_CONFIG, ConfigError, resolve_annotate, validate_settings
-from .words import word_groups
-from .writing import register_extensions, write_entities, write_tags
+from .training import fine_tuning as training
+from .training.scoring import make_hf_tagger_scorer
 
 logger = logging.getLogger("spacy_hf_tagger")
 # Fewest docs `pipe` annotates together, whatever batch size spaCy passes.

@@ -39,8 +39,8 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "spacy_hf_tagger.presidio needs presidio-analyzer: pip install 'spacy-hf-tagger[presidio]'"
     ) from error
 
-from .annotate import load_pipeline
-from .writing import SCORE_ATTR
+from .jobs.corpus import load_pipeline
+from .labels.writing import SCORE_ATTR
 
 
 class HFTaggerNlpEngine(SpacyNlpEngine):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional
 
-from .decoding import tag_name_map
-from .labels import UPOS_TAGS, LabelScheme
+from .labels.decoding import tag_name_map
+from .labels.schemes import UPOS_TAGS, LabelScheme
 
 ANNOTATE_CHOICES = ("ents", "spans", "tag", "pos")
 ERROR_POLICIES = ("raise", "warn", "ignore")

@@ -104,7 +104,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_report_header(config: pytest.Config) -> str:
     import torch
 
-    from spacy_hf_tagger.precision import choose_precision
+    from spacy_hf_tagger.model.precision import choose_precision
 
     forced = config.getoption("--auto-precision")
     flags = _AUTO_PRECISION_FLAGS.get(forced)
@@ -120,7 +120,7 @@ def _auto_precision(request: pytest.FixtureRequest) -> Iterator[None]:
     if flags is None:
         yield
         return
-    from spacy_hf_tagger import precision
+    from spacy_hf_tagger.model import precision
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(precision, "cpu_flags", lambda *args, **kwargs: flags)

@@ -18,8 +18,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from tiny_models import FAMILIES, training_sentences
 
+from spacy_hf_tagger.align.windows import segment_windows
 from spacy_hf_tagger.settings import ConfigError
-from spacy_hf_tagger.windows import segment_windows
 
 # What dtype="auto" runs in changes these: CI runs them again with each precision.
 pytestmark = pytest.mark.precision

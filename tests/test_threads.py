@@ -19,8 +19,8 @@ import pytest
 import spacy
 from tiny_models import training_sentences
 
-from spacy_hf_tagger import loading
-from spacy_hf_tagger.coalescing import Coalescer
+from spacy_hf_tagger.model import loading
+from spacy_hf_tagger.serving.coalescing import Coalescer
 
 TEXTS = [text for text, _ in training_sentences()]
 THREADS = 8

@@ -1,0 +1,77 @@
+"""Where sentences start: from an earlier sentence component, and at line breaks.
+
+Most token classifiers on the hub were trained on single sentences. Fed a
+window that runs across sentences and line breaks, they lose accuracy, so
+windows (inference) and training examples (`batching`) follow these
+segments, and no entity crosses one. Pure functions over token char spans.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from spacy.tokens import Doc
+
+from .pieces import codepoints, whitespace_mask
+
+# Characters that end a line for str.splitlines().
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+_LINE_BREAK_CODES = np.array(sorted(ord(c) for c in LINE_BREAKS), dtype=np.uint32)
+
+
+def line_break_starts(
+    text: str,
+    token_starts: np.ndarray,
+    token_ends: np.ndarray,
+    doc_starts: Optional[np.ndarray] = None,
+    is_space: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    """True on each token that begins a new line: a line break lies between it
+    and the last non-whitespace token before it (in the same doc).
+
+    Whitespace tokens never begin a line; they stay with the text before them.
+    `doc_starts` marks the first token of each doc when several docs' tokens
+    are numbered as one sequence (`batch.EncodedBatch`); their chars are then
+    offsets into the joined `text`. `is_space` is `whitespace_mask(text)`, when
+    already at hand.
+    """
+    n = len(token_starts)
+    out = np.zeros(n, dtype=bool)
+    if n == 0:
+        return out
+    chars = codepoints(text)
+    breaks = np.r_[0, np.cumsum(np.isin(chars, _LINE_BREAK_CODES))]
+    spaces = np.r_[0, np.cumsum(whitespace_mask(text) if is_space is None else is_space)]
+    length = token_ends - token_starts
+    solid = (spaces[token_ends] - spaces[token_starts]) < length
+    first = np.zeros(n, dtype=bool) if doc_starts is None else np.array(doc_starts, dtype=bool)
+    first[0] = True
+    idx = np.flatnonzero(solid)
+    if len(idx) == 0:
+        return out
+    # For each solid token, the end of the solid token before it, unless a doc
+    # starts in between (then it begins its doc's first line).
+    doc_id = np.cumsum(first) - 1
+    prev = np.r_[-1, idx[:-1]]
+    same_doc = (prev >= 0) & (doc_id[np.maximum(prev, 0)] == doc_id[idx])
+    prev_end = np.where(same_doc, token_ends[np.maximum(prev, 0)], token_starts[idx])
+    out[idx] = same_doc & (breaks[token_starts[idx]] - breaks[prev_end] > 0)
+    return out
+
+
+def segment_starts(doc: Doc) -> np.ndarray:
+    """True on each token that begins a segment of `doc`: a sentence start set
+    by an earlier component (sentencizer, senter, parser), or a line start.
+    The first token is always a start."""
+    n = len(doc)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    from spacy.attrs import IDX, LENGTH
+
+    spans = doc.to_array([IDX, LENGTH]).astype(np.int64)
+    starts = line_break_starts(doc.text, spans[:, 0], spans[:, 0] + spans[:, 1])
+    if doc.has_annotation("SENT_START"):
+        starts |= doc.to_array("SENT_START") == 1
+    starts[0] = True
+    return starts

@@ -1,0 +1,2 @@
+"""Serving one pipeline to many callers: concurrent calls batched together.
+"""
