@@ -1,6 +1,6 @@
-"""`python -m spacy_hf_tagger annotate ...` (see `annotate`)."""
+"""`python -m spacy_hf_tagger COMMAND ...` (see `cli`)."""
 
-from .jobs.corpus import main
+from .cli import main
 
 if __name__ == "__main__":
     main()

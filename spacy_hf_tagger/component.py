@@ -4,11 +4,17 @@
                       batches → forward → probabilities per piece → per token
     set_annotations:  decode the label scheme → write ents, spans, tags, token._
 
-Each step is a function of its own module (`forward`, `batch`, `alignment`,
-`words`, `decoding`, `writing`); training (`training`), loading (`loading`),
-settings (`settings`) and the saved folder (`persistence`) too. This class
-holds the settings and the loaded model, and is a `TrainablePipe`, so `spacy
-train` fine-tunes it through the same encoding and alignment inference uses.
+Each step is a function of its own module: `model.forward` (encode, batch,
+run), `align.batch` and `align.pieces` (pieces to tokens), `align.words`,
+`labels.decoding` and `labels.writing`; fine-tuning (`training.fine_tuning`),
+loading (`model.loading`), the settings (`settings`) and the saved folder
+(`model.persistence`) too. This class holds the settings and the loaded model,
+and is a `TrainablePipe`, so `spacy train` fine-tunes it through the same
+encoding and alignment inference uses.
+
+"model" names three things here: the `model` setting (a hub id or folder),
+`self.model` (the parameterless thinc placeholder spaCy's training loop
+expects) and `hf_model` (the transformers module itself).
 """
 
 import logging
@@ -41,17 +47,18 @@ from thinc.api import Model, Optimizer
 from .align.batch import BatchPrediction, EncodedBatch
 from .align.pieces import AGGREGATIONS, aggregate_token_probs
 from .align.words import word_groups
+from .errors import AnnotationConflictError
 from .labels.decoding import predict_entities, predict_tags, split_by_doc, tag_name_map
 from .labels.schemes import LabelScheme, map_types
 from .labels.writing import register_extensions, write_entities, write_tags
-from .model import hf
+from .model.device import resolve_device
 from .model.forward import encode_docs, model_batches, piece_probabilities
 from .model.loading import LoadedModel, install, load_source
 from .model.persistence import bytes_to_folder, folder_to_bytes, read_folder, write_folder
 from .model.precision import Precision, choose_precision
 from .serving.coalescing import Coalescer
 from .settings import DEFAULT_CONFIG, ConfigError, resolve_annotate, validate_settings
-from .training import fine_tuning as training
+from .training import fine_tuning
 from .training.scoring import make_hf_tagger_scorer
 
 logger = logging.getLogger("spacy_hf_tagger")
@@ -60,9 +67,6 @@ PIPE_FILL = 256
 
 __all__ = ["AnnotationConflictError", "ConfigError", "HFTokenTagger", "make_hf_token_tagger"]
 
-
-class AnnotationConflictError(RuntimeError):
-    """Raised under errors="raise" when a prediction cannot be written."""
 
 
 @Language.factory(
@@ -215,11 +219,11 @@ class HFTokenTagger(TrainablePipe):
         }
         validate_settings(self.cfg, AGGREGATIONS)
         # Resolve the device now so a wrong value fails when the pipe is added.
-        self._device = hf.resolve_device(device)
+        self._device = resolve_device(device)
         # And the precision, which follows the device and the CPU's features.
         self.precision: Precision = choose_precision(dtype, self._device)
         self._loaded: Optional[LoadedModel] = None
-        self._torch_step: Optional[training.TorchStep] = None
+        self._torch_step: Optional[fine_tuning.TorchStep] = None
         self.counters: Counter = Counter()
         # One pipeline may serve many threads: the model loads once, one
         # forward pass runs at a time (each uses every core), and concurrent
@@ -405,7 +409,7 @@ class HFTokenTagger(TrainablePipe):
             tied=predictions.tied,
             word_starts=predictions.word_starts,
             glued_punct=predictions.glued,
-            doc_starts=encoded.segment_starts,
+            segment_starts=encoded.segment_starts,
         )
         lost = 0
         counts: Counter = Counter()
@@ -474,13 +478,13 @@ class HFTokenTagger(TrainablePipe):
         labels: Optional[Sequence[str]] = None,
     ) -> None:
         """Prepare for training: choose the label set and, if needed, a new head
-        (see `training.choose_head`)."""
+        (see `fine_tuning.choose_head`)."""
         validate_examples(get_examples(), "HFTokenTagger.initialize")
         source = load_source(
             self.cfg["model"], self.cfg["revision"], self.precision.weights, require_head=False
         )
         self.cfg["resolved_commit"] = source.resolved_commit
-        model = training.choose_head(
+        model = fine_tuning.choose_head(
             self.cfg["model"], source, self.cfg["annotate"], get_examples, labels
         )
         self._install(model, source.tokenizer)
@@ -502,11 +506,11 @@ class HFTokenTagger(TrainablePipe):
         if not examples:
             return losses
         loaded = self._ensure_loaded()
-        losses[self.name] += training.accumulate_gradients(
+        losses[self.name] += fine_tuning.accumulate_gradients(
             loaded.model,
             self._training_batches(examples),
             drop,
-            lambda: training.autocast(self.cfg["mixed_precision"], loaded.device),
+            lambda: fine_tuning.autocast(self.cfg["mixed_precision"], loaded.device),
             lambda logits, targets: self.get_loss(examples, (logits, targets)),
         )
         if sgd not in (None, False):
@@ -516,13 +520,13 @@ class HFTokenTagger(TrainablePipe):
     def get_loss(self, examples: Iterable[Example], scores: Any) -> torch.Tensor:
         """Mean cross-entropy of (logits, targets) over pieces that carry a target."""
         logits, targets = scores
-        return training.cross_entropy(logits, targets)
+        return fine_tuning.cross_entropy(logits, targets)
 
     def _training_batches(
         self, examples: Sequence[Example]
     ) -> List[Tuple[Dict[str, torch.Tensor], torch.Tensor]]:
         """Model inputs and piece targets for examples, windowed like inference."""
-        batches, unknown = training.training_batches(
+        batches, unknown = fine_tuning.training_batches(
             self._ensure_loaded(),
             examples,
             tag_attr="POS" if "pos" in self.annotate else "TAG",
@@ -537,7 +541,7 @@ class HFTokenTagger(TrainablePipe):
     def finish_update(self, sgd: Optimizer) -> None:
         """Apply accumulated gradients with the settings of spaCy's optimizer."""
         if self._torch_step is None:
-            self._torch_step = training.TorchStep(self._ensure_loaded().model)
+            self._torch_step = fine_tuning.TorchStep(self._ensure_loaded().model)
         self._torch_step(sgd)
         self._ensure_loaded().weights_changed()
 

@@ -39,7 +39,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "spacy_hf_tagger.presidio needs presidio-analyzer: pip install 'spacy-hf-tagger[presidio]'"
     ) from error
 
-from .jobs.corpus import load_pipeline
+from .jobs.pipelines import load_pipeline
 from .labels.writing import SCORE_ATTR
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional
 
+from .errors import ConfigError
 from .labels.decoding import tag_name_map
 from .labels.schemes import UPOS_TAGS, LabelScheme
 
@@ -42,9 +43,6 @@ DEFAULT_CONFIG: Dict[str, Any] = {
     "scorer": {"@scorers": "spacy_hf_tagger.scorer.v1"},
 }
 
-
-class ConfigError(ValueError):
-    """A setting of the component is invalid; the message names it and the fix."""
 
 
 def validate_settings(cfg: Mapping[str, Any], aggregations: tuple) -> None:

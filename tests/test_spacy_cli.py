@@ -25,7 +25,7 @@ from spacy.training import Corpus
 from tiny_models import training_sentences
 
 from spacy_hf_tagger.labels.schemes import UPOS_TAGS
-from spacy_hf_tagger.training import convert
+from spacy_hf_tagger.training.convert import convert_file
 
 pytestmark = pytest.mark.slow
 
@@ -268,7 +268,7 @@ def test_convert_iob_and_evaluate_entities(assembled, tmp_path):
     iob = tmp_path / "tiny.iob"
     write_iob(iob)
     corpus = tmp_path / "tiny.spacy"
-    run([sys.executable, "-m", "spacy_hf_tagger.training.convert", "iob", iob, corpus])
+    run([sys.executable, "-m", "spacy_hf_tagger", "convert", "iob", iob, corpus])
     metrics = tmp_path / "metrics.json"
     spacy_cli("evaluate", assembled, corpus, "--output", metrics)
     scores = json.loads(metrics.read_text("utf8"))
@@ -296,7 +296,7 @@ def test_assemble_tagger_convert_conllu_and_evaluate_pos(upos_model, tmp_path):
     conllu = tmp_path / "tiny.conllu"
     conllu.write_text(CONLLU, "utf8")
     corpus = tmp_path / "tiny.spacy"
-    convert.main(["conllu", str(conllu), str(corpus)])  # the CLI itself: the iob test
+    convert_file("conllu", conllu, corpus)  # the CLI itself: the iob test
     # What `spacy evaluate` does (its CLI is run in the iob test): Corpus + nlp.evaluate.
     nlp = spacy.load(out)
     examples = list(Corpus(corpus)(nlp))
@@ -326,7 +326,7 @@ def test_minilm_conll03_testb_entity_f1(shared_dir, tmp_path):
     if not model.is_dir() or not testb.is_file():
         pytest.skip(f"needs {model} and {testb}")
     corpus = tmp_path / "testb.spacy"
-    convert.main(["iob", str(testb), str(corpus)])
+    convert_file("iob", testb, corpus)
     out = tmp_path / "ner"
     spacy_cli(
         "assemble", "configs/ner_inference.cfg", out, "--components.hf_token_tagger.model", model

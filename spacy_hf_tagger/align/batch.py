@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union, overload
 
 import numpy as np
-from spacy.attrs import IDX, LENGTH, SENT_START, SPACY
+from spacy.attrs import IDX, LENGTH, SPACY
 from spacy.tokens import Doc
 
 from .pieces import (
@@ -25,7 +25,7 @@ from .pieces import (
     trim_offsets,
     whitespace_mask,
 )
-from .sentences import line_break_starts
+from .sentences import segment_starts_in_batch
 
 
 @dataclass
@@ -93,7 +93,9 @@ def encode_batch(
         spaces = np.zeros(0, dtype=bool)
     doc_starts = np.zeros(int(token_bounds[-1]), dtype=bool)
     doc_starts[token_bounds[:-1][n_tokens > 0]] = True
-    segment_starts = _segment_starts(docs, text, token_starts, token_ends, doc_starts, is_space)
+    segment_starts = segment_starts_in_batch(
+        docs, text, token_starts, token_ends, doc_starts, is_space
+    )
 
     # What the tokenizer sees: (doc, first char, end char), chars in `text`.
     if follow_sentences:
@@ -166,24 +168,6 @@ def encode_batch(
         segment_starts=segment_starts,
         segments=segments,
     )
-
-
-def _segment_starts(
-    docs: Sequence[Doc],
-    text: str,
-    token_starts: np.ndarray,
-    token_ends: np.ndarray,
-    doc_starts: np.ndarray,
-    is_space: np.ndarray,
-) -> np.ndarray:
-    """First token of every doc, line, and sentence an earlier component set."""
-    starts = doc_starts | line_break_starts(text, token_starts, token_ends, doc_starts, is_space)
-    base = 0
-    for doc in docs:
-        if len(doc) and doc.has_annotation("SENT_START"):
-            starts[base : base + len(doc)] |= doc.to_array(SENT_START) == 1
-        base += len(doc)
-    return starts
 
 
 def _segment_spans(

@@ -2,15 +2,16 @@
 
 Most token classifiers on the hub were trained on single sentences. Fed a
 window that runs across sentences and line breaks, they lose accuracy, so
-windows (inference) and training examples (`batching`) follow these
+windows (inference) and training examples (`training.batcher`) follow these
 segments, and no entity crosses one. Pure functions over token char spans.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
+from spacy.attrs import SENT_START
 from spacy.tokens import Doc
 
 from .pieces import codepoints, whitespace_mask
@@ -60,6 +61,25 @@ def line_break_starts(
     return out
 
 
+def segment_starts_in_batch(
+    docs: Sequence[Doc],
+    text: str,
+    token_starts: np.ndarray,
+    token_ends: np.ndarray,
+    doc_starts: np.ndarray,
+    is_space: Optional[np.ndarray],
+) -> np.ndarray:
+    """True on the first token of every doc, line, and sentence an earlier
+    component set, over the flat token sequence of a batch of `docs`."""
+    starts = doc_starts | line_break_starts(text, token_starts, token_ends, doc_starts, is_space)
+    base = 0
+    for doc in docs:
+        if len(doc) and doc.has_annotation("SENT_START"):
+            starts[base : base + len(doc)] |= doc.to_array(SENT_START) == 1
+        base += len(doc)
+    return starts
+
+
 def segment_starts(doc: Doc) -> np.ndarray:
     """True on each token that begins a segment of `doc`: a sentence start set
     by an earlier component (sentencizer, senter, parser), or a line start.
@@ -70,8 +90,7 @@ def segment_starts(doc: Doc) -> np.ndarray:
     from spacy.attrs import IDX, LENGTH
 
     spans = doc.to_array([IDX, LENGTH]).astype(np.int64)
-    starts = line_break_starts(doc.text, spans[:, 0], spans[:, 0] + spans[:, 1])
-    if doc.has_annotation("SENT_START"):
-        starts |= doc.to_array("SENT_START") == 1
-    starts[0] = True
-    return starts
+    first = np.zeros(n, dtype=bool)
+    first[0] = True
+    starts, ends = spans[:, 0], spans[:, 0] + spans[:, 1]
+    return segment_starts_in_batch([doc], doc.text, starts, ends, first, None)

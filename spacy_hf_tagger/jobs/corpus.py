@@ -1,4 +1,4 @@
-"""`python -m spacy_hf_tagger annotate PIPELINE INPUT OUTPUT`: annotate a corpus
+"""The corpus job behind `python -m spacy_hf_tagger annotate`: annotate a corpus
 into JSONL, Parquet or DocBin shards, with a progress bar, an errors file, and
 `--resume` after a crash.
 
@@ -22,11 +22,9 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import (
-    Annotated,
     Any,
     Callable,
     Dict,
-    Iterable,
     Iterator,
     List,
     Optional,
@@ -35,9 +33,7 @@ from typing import (
     Union,
 )
 
-import typer
-from wasabi import msg
-
+from ..errors import JobError
 from .records import (
     BadRecord,
     Record,
@@ -49,8 +45,6 @@ from .records import (
 )
 from .sinks import JsonlSink, open_sink, sink_class
 
-FACTORY = "hf_token_tagger"
-
 # Texts in; for each, its entities and its word count (`records.doc_annotation`).
 TextAnnotator = Callable[[Sequence[str]], List[Tuple[List[Dict[str, Any]], int]]]
 
@@ -59,9 +53,6 @@ TextAnnotator = Callable[[Sequence[str]], List[Tuple[List[Dict[str, Any]], int]]
 LOCAL_CHUNK = 1000
 RAY_CHUNK = 20000
 
-
-class JobError(ValueError):
-    """A problem with the job's arguments or its files, said for a person."""
 
 
 # ----------------------------------------------------------------- checkpoints
@@ -133,55 +124,6 @@ def _refuse_lost_output(output: Path, progress_path: Path, state: Checkpoint) ->
         f"output {output} does not exist (moved or deleted after that run?): restore "
         f"{output} and pass --resume, or pass --overwrite to start again."
     )
-
-
-# ------------------------------------------------------------------- pipeline
-
-
-def load_pipeline(
-    source: str,
-    lang: str = "en",
-    overrides: Optional[Dict[str, Any]] = None,
-    device: Optional[str] = None,
-    dtype: Optional[str] = None,
-):
-    """`spacy.load` for an installed pipeline or a pipeline folder; otherwise a
-    blank `lang` pipeline with our component on `source` (a model folder or a
-    hub id). `overrides` are spaCy config overrides ("components.x.y": value);
-    `device`/`dtype` set those of every hf_token_tagger."""
-    import spacy
-
-    overrides = dict(overrides or {})
-    path = Path(source).expanduser()
-    if (path / "config.cfg").is_file() or (not path.exists() and spacy.util.is_package(source)):
-        config = spacy.util.load_config(
-            path / "config.cfg"
-            if path.exists()
-            else spacy.util.get_package_path(source) / "config.cfg"
-        )
-        for name, block in config["components"].items():
-            if block.get("factory") == FACTORY:
-                if device is not None:
-                    overrides[f"components.{name}.device"] = device
-                if dtype is not None:
-                    overrides[f"components.{name}.dtype"] = dtype
-        return spacy.load(source, config=overrides)
-    component: Dict[str, Any] = {"model": source}
-    if device is not None:
-        component["device"] = device
-    if dtype is not None:
-        component["dtype"] = dtype
-    prefix = f"components.{FACTORY}."
-    for key, value in overrides.items():
-        if not key.startswith(prefix) or "." in key[len(prefix) :]:
-            raise JobError(
-                f"Override {key!r} does not apply to a blank pipeline with {FACTORY} on a "
-                f"model: use {prefix}SETTING (e.g. {prefix}threshold 0.5)."
-            )
-        component[key[len(prefix) :]] = value
-    nlp = spacy.blank(lang)
-    nlp.add_pipe(FACTORY, config=component)
-    return nlp
 
 
 # ------------------------------------------------------------------------ job
@@ -352,124 +294,3 @@ class _progress_bar:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
-
-
-# ------------------------------------------------------------------------ CLI
-
-app = typer.Typer(add_completion=False, help="spacy-hf-tagger command-line tools.")
-
-
-@app.callback()
-def _main() -> None:
-    """spacy-hf-tagger command-line tools."""
-
-
-@app.command(
-    "annotate",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-)
-def annotate_cli(
-    ctx: typer.Context,
-    pipeline: Annotated[
-        str, typer.Argument(help="pipeline folder, installed pipeline, or HF model folder / id")
-    ],
-    input_path: Annotated[
-        Path,
-        typer.Argument(help=".txt (one text per line), .jsonl, .parquet, .spacy, or a folder"),
-    ],
-    output: Annotated[
-        Path,
-        typer.Argument(help=".jsonl or .parquet (one row per record), or a folder: DocBin shards"),
-    ],
-    text_key: Annotated[str, typer.Option("--text-key", help="JSONL key of the text")] = "text",
-    id_key: Annotated[
-        str, typer.Option("--id-key", help="JSONL key of the id (else the line number)")
-    ] = "id",
-    keep: Annotated[
-        str, typer.Option("--keep", help="comma-separated input columns to copy to each row")
-    ] = "",
-    lang: Annotated[
-        str, typer.Option("--lang", help="language of the blank pipeline for a model")
-    ] = "en",
-    resume: Annotated[bool, typer.Option("--resume", help="complete an interrupted job")] = False,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="start again over an existing OUTPUT")
-    ] = False,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", "-b", help="docs per nlp.pipe batch")
-    ] = 256,
-    n_process: Annotated[int, typer.Option("--n-process", "-n", help="processes")] = 1,
-    device: Annotated[
-        Optional[str], typer.Option("--device", help="hf_token_tagger device")
-    ] = None,
-    dtype: Annotated[Optional[str], typer.Option("--dtype", help="hf_token_tagger dtype")] = None,
-    engine: Annotated[
-        str,
-        typer.Option("--engine", help="local, or ray (Ray Data; RAY_ADDRESS or a local cluster)"),
-    ] = "local",
-    workers: Annotated[
-        int, typer.Option("--workers", help="--engine ray: actors, each loading the pipeline")
-    ] = 1,
-    gpus_per_worker: Annotated[
-        float, typer.Option("--gpus-per-worker", help="--engine ray: GPUs per actor")
-    ] = 0,
-    chunk_size: Annotated[
-        Optional[int],
-        typer.Option(
-            "--chunk-size",
-            help=f"records per checkpoint (default {LOCAL_CHUNK}; {RAY_CHUNK} with --engine ray)",
-        ),
-    ] = None,
-) -> None:
-    """Annotate a corpus; extra --section.key value arguments override the
-    pipeline's config, as in spaCy's CLI."""
-    from spacy.cli._util import parse_config_overrides
-
-    try:
-        overrides = parse_config_overrides(ctx.args)
-        annotator: Any
-        if engine == "ray":
-            from .ray_data import ActorPool, RayAnnotator
-
-            if n_process != 1:
-                raise JobError(
-                    "--n-process is for the local engine; with --engine ray use --workers."
-                )
-
-            load_pipeline(pipeline, lang, overrides, device=device, dtype=dtype)  # fail early
-            annotator = RayAnnotator(
-                ActorPool(
-                    pipeline, workers, gpus_per_worker, batch_size, lang, overrides, device, dtype
-                )
-            )
-        elif engine == "local":
-            annotator = load_pipeline(pipeline, lang, overrides, device=device, dtype=dtype)
-        else:
-            raise JobError(f"--engine {engine!r}: use local or ray.")
-        summary = run_job(
-            annotator,
-            input_path,
-            output,
-            text_key=text_key,
-            id_key=id_key,
-            keep=[k for k in keep.split(",") if k],
-            resume=resume,
-            overwrite=overwrite,
-            batch_size=batch_size,
-            n_process=n_process,
-            chunk_size=chunk_size or (RAY_CHUNK if engine == "ray" else LOCAL_CHUNK),
-        )
-    except ValueError as err:  # JobError, or a problem reading INPUT
-        msg.fail(str(err), exits=1)
-    resumed = f", resumed after record {summary.resumed_from}" if summary.resumed_from else ""
-    errors_path, _ = job_paths(output)
-    where = f" (see {errors_path})" if summary.errors else ""
-    msg.good(
-        f"{summary.records} records, {summary.words_per_s:,.0f} words/s, "
-        f"{summary.entities} entities, {summary.errors} errors{where} -> {output}{resumed}"
-    )
-
-
-def main(argv: Optional[Iterable[str]] = None) -> None:
-    """Entry point of `python -m spacy_hf_tagger` and the `spacy-hf-tagger` script."""
-    app(args=list(argv) if argv is not None else None, prog_name="spacy-hf-tagger")

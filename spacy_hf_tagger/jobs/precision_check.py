@@ -1,7 +1,7 @@
 """What reduced precision costs on the user's own texts: speed and agreement with
 float32, for a pipeline folder, an installed pipeline, or a model folder.
 
-    python -m spacy_hf_tagger.precision_check PIPELINE_OR_MODEL texts.txt --dtype int8
+    python -m spacy_hf_tagger precision-check PIPELINE_OR_MODEL texts.txt --dtype int8
 
 Agreement is measured against the float32 run of the same component, so it
 needs no gold annotation: entity spans (start, end, label) scored as precision,
@@ -12,8 +12,6 @@ is the same. A model that agrees at 99.5+ F1 loses little; the benchmark
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +19,9 @@ from typing import Iterable, List, Optional, Sequence, Set, Tuple
 
 from spacy.language import Language
 
+from ..errors import JobError
 from ..model import precision
-from . import corpus as annotate
-
-FACTORY = "hf_token_tagger"
+from .pipelines import FACTORY, load_pipeline, tagger_names
 
 
 @dataclass
@@ -58,11 +55,11 @@ class Agreement:
     n_reference_entities: int
 
 
-def load_pipeline(source: str, dtype: str, lang: str = "en") -> Language:
-    """A pipeline with our component at `dtype` (see `annotate.load_pipeline`)."""
-    nlp = annotate.load_pipeline(source, lang, dtype=dtype)
-    if not any(type(pipe).__name__ == "HFTokenTagger" for _, pipe in nlp.pipeline):
-        raise ValueError(f"{source!r} is a spaCy pipeline without an {FACTORY} component.")
+def pipeline_at(source: str, dtype: str, lang: str = "en") -> Language:
+    """A pipeline with our component at `dtype`; a pipeline without one is an error."""
+    nlp = load_pipeline(source, lang, dtype=dtype)
+    if not tagger_names(nlp):
+        raise JobError(f"{source!r} is a spaCy pipeline without an {FACTORY} component.")
     return nlp
 
 
@@ -110,10 +107,10 @@ def compare(
     source: str, texts: Sequence[str], dtypes: Iterable[str], lang: str = "en"
 ) -> Tuple[PrecisionRun, List[Agreement]]:
     """Run float32 and each dtype over the texts; compare each with float32."""
-    reference = run_pipeline(load_pipeline(source, "float32", lang), "float32", texts)
+    reference = run_pipeline(pipeline_at(source, "float32", lang), "float32", texts)
     results = []
     for dtype in dtypes:
-        run = run_pipeline(load_pipeline(source, dtype, lang), dtype, texts)
+        run = run_pipeline(pipeline_at(source, dtype, lang), dtype, texts)
         results.append(agreement(reference, run))
     return reference, results
 
@@ -125,47 +122,30 @@ def read_texts(path: Path, limit: Optional[int]) -> List[str]:
     return texts[:limit] if limit else texts
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m spacy_hf_tagger.precision_check",
-        description="Speed and agreement with float32 of reduced-precision runs on your texts.",
-    )
-    ap.add_argument("source", help="pipeline folder, installed pipeline, or HF model folder / id")
-    ap.add_argument("texts", type=Path, help="a text file, one text per line")
-    ap.add_argument(
-        "--dtype",
-        action="append",
-        default=None,
-        help='dtype to compare with float32 (repeatable; default: "auto" and "int8")',
-    )
-    ap.add_argument("--limit", type=int, default=None, help="use only the first N texts")
-    ap.add_argument("--lang", default="en", help="language of the blank pipeline for a model")
-    args = ap.parse_args(argv)
-    texts = read_texts(args.texts, args.limit)
-    if not texts:
-        ap.error(f"{args.texts} has no non-empty lines")
-    # Through the module: what `dtype="auto"` itself reads (tests can fake it).
-    bf16 = sorted(precision.cpu_flags() & precision.BF16_FLAGS)
-    print(f"CPU native bf16: {', '.join(bf16) if bf16 else 'no'}; {len(texts)} texts")
-    reference, results = compare(args.source, texts, args.dtype or ["auto", "int8"], args.lang)
-    print(
+def report(reference: PrecisionRun, results: Sequence[Agreement]) -> List[str]:
+    """The comparison as a table: one line per dtype, float32 first."""
+    lines = [
         f"{'dtype':<10} {'runs in':<9} {'words/s':>9} {'x fp32':>7} {'ent P':>7} "
         f"{'ent R':>7} {'ent F':>7} {'tags':>7}"
-    )
+    ]
     ref_tags = "100.00" if reference.tags else ""
-    print(
+    lines.append(
         f"{'float32':<10} {'float32':<9} {reference.words_per_s:9.0f} {1.0:7.2f} "
         f"{100.0:7.2f} {100.0:7.2f} {100.0:7.2f} {ref_tags:>7}"
     )
     for a in results:
         tags = "" if a.tag_agreement is None else f"{a.tag_agreement:.2f}"
-        print(
+        lines.append(
             f"{a.dtype:<10} {a.runs_in:<9} {reference.words_per_s * a.speedup:9.0f} "
             f"{a.speedup:7.2f} {a.entity_p:7.2f} {a.entity_r:7.2f} {a.entity_f:7.2f} {tags:>7}"
         )
-    print(f"(float32 found {len(reference.entities)} entities, {len(reference.tags)} tags)")
-    return 0
+    lines.append(
+        f"(float32 found {len(reference.entities)} entities, {len(reference.tags)} tags)"
+    )
+    return lines
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def native_bf16() -> List[str]:
+    """This CPU's native bf16 flags, read as `dtype="auto"` reads them (through
+    the precision module, so tests can fake them)."""
+    return sorted(precision.cpu_flags() & precision.BF16_FLAGS)

@@ -49,7 +49,7 @@ class _PipelineActor:
         text_key: str,
         batch_size: int,
     ) -> None:
-        from .corpus import load_pipeline
+        from .pipelines import load_pipeline
 
         self.nlp = load_pipeline(pipeline, lang, overrides, device=device, dtype=dtype)
         self.text_key = text_key

@@ -20,6 +20,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from spacy.tokens import Doc
 
+from ..labels.writing import SCORE_ATTR
+
 SUFFIXES = (".txt", ".jsonl", ".parquet", ".spacy")
 
 
@@ -214,8 +216,8 @@ def entity_rows(doc: Doc) -> List[Dict[str, Any]]:
     rows = []
     for ent in doc.ents:
         score: Optional[float] = None
-        if ent.has_extension("hf_score"):
-            score = ent._.hf_score
+        if ent.has_extension(SCORE_ATTR):
+            score = ent._.get(SCORE_ATTR)
         rows.append(
             {
                 "start": ent.start_char,

@@ -21,9 +21,7 @@ from typing import IO, Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from spacy.tokens import Doc, DocBin
 
-
-class OutputError(ValueError):
-    """The output cannot hold what the job produced, said for a person."""
+from ..errors import OutputError
 
 
 class Sink(Protocol):

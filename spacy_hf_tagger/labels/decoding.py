@@ -19,12 +19,12 @@ def _fill_gaps(
     scheme: LabelScheme,
     label_ids: np.ndarray,
     has_piece: np.ndarray,
-    doc_starts: Optional[np.ndarray] = None,
+    segment_starts: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """Let entities run across tokens that no piece covers (e.g. extra spaces).
 
     A run of piece-less tokens between a token of entity type X and a token
-    that continues X (I-X / E-X) in the same doc becomes I-X; every other
+    that continues X (I-X / E-X) in the same segment becomes I-X; every other
     piece-less token is O.
     """
     if has_piece.all():
@@ -32,7 +32,7 @@ def _fill_gaps(
     label_ids = label_ids.copy()
     prefixes, types = scheme.prefixes, scheme.types
     n = len(label_ids)
-    first = np.zeros(n, dtype=bool) if doc_starts is None else doc_starts
+    first = np.zeros(n, dtype=bool) if segment_starts is None else segment_starts
     first_list = first.tolist()
     gaps = np.flatnonzero(~has_piece).tolist()
     k = 0
@@ -82,7 +82,7 @@ def _tie_to_previous(
     scheme: LabelScheme,
     label_ids: np.ndarray,
     tied: np.ndarray,
-    doc_starts: Optional[np.ndarray] = None,
+    segment_starts: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """Make each tied token continue whatever the token before it is.
 
@@ -94,7 +94,7 @@ def _tie_to_previous(
     """
     label_ids = label_ids.copy()
     for i in np.flatnonzero(tied).tolist():
-        if i == 0 or (doc_starts is not None and doc_starts[i]):
+        if i == 0 or (segment_starts is not None and segment_starts[i]):
             continue
         _extend_entity(scheme, label_ids, i - 1, i)
     return label_ids
@@ -140,15 +140,16 @@ def predict_entities(
     tied: Optional[np.ndarray] = None,
     word_starts: Optional[np.ndarray] = None,
     glued_punct: Optional[np.ndarray] = None,
-    doc_starts: Optional[np.ndarray] = None,
+    segment_starts: Optional[np.ndarray] = None,
 ) -> Tuple[EntityPrediction, int]:
     """Decode token probabilities into entity spans and IOB2 labels.
 
     `type_names` maps each model type to its output label, or None to drop
     it; `tied` marks tokens that must share the previous token's entity (see
     `_tie_to_previous`). The tokens may be those of several docs, one after
-    the other, with `doc_starts` marking the first token of each: nothing
-    carries over from one doc to the next (see `split_by_doc`). Returns the
+    the other, with `segment_starts` marking the first token of each doc
+    and of each segment (sentence or line) the model saw on its own: nothing
+    carries over from one to the next (see `split_by_doc`). Returns the
     prediction and how many spans the threshold removed.
     """
     n_tokens = len(token_probs)
@@ -157,10 +158,10 @@ def predict_entities(
     label_ids = np.where(has_piece, token_probs.argmax(axis=1), scheme.outside_or_none)
     # Tie first: gaps are filled from the labels the tied tokens end up with.
     if tied is not None and tied.any():
-        label_ids = _tie_to_previous(scheme, label_ids, tied, doc_starts)
+        label_ids = _tie_to_previous(scheme, label_ids, tied, segment_starts)
     if word_starts is not None and glued_punct is not None:
         label_ids = _apply_words(scheme, label_ids, word_starts, glued_punct)
-    label_ids = _fill_gaps(scheme, label_ids, has_piece, doc_starts)
+    label_ids = _fill_gaps(scheme, label_ids, has_piece, segment_starts)
     # Each token's score is the model's probability for the type it ends up
     # with, whatever the prefix: repair may turn a confident S-X into B-X, and
     # P(B-X) alone would then understate what the model said about X. O tokens
@@ -170,7 +171,7 @@ def predict_entities(
     same_type = scheme.type_matrix[np.maximum(label_ids, 0)]
     type_probs = (token_probs.astype(np.float64) * same_type).sum(axis=1)
     scores = np.where(has_piece, type_probs, np.nan)
-    decoded = decode_spans(scheme, label_ids, scores, doc_starts)
+    decoded = decode_spans(scheme, label_ids, scores, segment_starts)
 
     spans: List[Tuple[int, int, str, float]] = []
     below = 0

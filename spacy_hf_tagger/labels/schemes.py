@@ -19,6 +19,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..errors import LabelSchemeError
+
 #: Universal POS tags (UD v2). A label set inside this one is written to `pos_`.
 UPOS_TAGS = frozenset(
     "ADJ ADP ADV AUX CCONJ DET INTJ NOUN NUM PART PRON PROPN PUNCT SCONJ SYM VERB X".split()
@@ -32,9 +34,6 @@ _PREFIX_NORMAL = {"B": "B", "I": "I", "E": "E", "S": "S", "L": "E", "U": "S"}
 
 SCHEMES = ("iob", "bioes", "io", "tags")
 
-
-class LabelSchemeError(ValueError):
-    """The model's labels cannot be read as entity or tag labels."""
 
 
 @dataclass(frozen=True)
@@ -223,6 +222,26 @@ def decode_spans(
             open_type = ""
     close(len(label_ids))
     return spans
+
+
+def spans_of_tags(tags: Sequence[str]) -> List[Tuple[int, int, str]]:
+    """Entity spans (start, end, type) of a sentence's tag strings (IOB1, IOB2,
+    BIOES, BILOU): `decode_spans` under the scheme the tags themselves make, so
+    gold data and predictions decode by the one conlleval rule."""
+    names = sorted(set(tags) | {"O"})
+    scheme = read_label_scheme(dict(enumerate(names)))
+    if not scheme.is_entity:
+        plain = [name for name in names if name not in _OUTSIDE]
+        if not plain:
+            return []
+        raise LabelSchemeError(
+            f"Tags {plain[:5]} have no B-/I-/E-/S-/L-/U- prefix, so they cannot be read "
+            "as entities. Use IOB or BIOES tags (e.g. B-PER, I-PER)."
+        )
+    index = {name: i for i, name in enumerate(names)}
+    ids = np.array([index[tag] for tag in tags], dtype=np.int64)
+    spans = decode_spans(scheme, ids, np.zeros(len(ids)))
+    return [(span.start, span.end, span.label) for span in spans]
 
 
 def spans_to_iob(n_tokens: int, spans: Sequence[Tuple[int, int, str]]) -> List[str]:

@@ -1,6 +1,6 @@
 """Encode gold token labels as subword training targets.
 
-Uses the very alignment inference uses (`alignment.align_pieces`), so what the
+Uses the very alignment inference uses (`align.pieces.align_pieces`), so what the
 model is trained on is exactly what it is later read back through. The first
 piece that starts in a token carries the token's label; the token's other
 pieces are ignored, or (with `label_all_pieces`) carry the token's

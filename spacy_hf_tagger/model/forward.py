@@ -14,7 +14,7 @@ from spacy.tokens import Doc
 
 from ..align.batch import EncodedBatch, encode_batch
 from ..align.windows import Window, pack_batches, segment_windows
-from . import hf
+from .inputs import build_batch, encode_texts
 from .loading import LoadedModel
 from .packing import packed_inputs, packing_pays
 
@@ -35,7 +35,7 @@ def encode_docs(
     tokenizer = loaded.tokenizer
 
     def tokenize(texts: List[str]) -> List[Tuple[np.ndarray, np.ndarray]]:
-        return [(e.ids, e.offsets) for e in hf.encode_texts(tokenizer, texts)]
+        return [(e.ids, e.offsets) for e in encode_texts(tokenizer, texts)]
 
     return encode_batch(docs, tokenize, follow_sentences)
 
@@ -102,7 +102,7 @@ def model_batches(
 
 def _padded(loaded: LoadedModel, members: List[Window], rows: List[np.ndarray]) -> ModelBatch:
     """A row per window, padded to the longest."""
-    inputs = hf.build_batch(rows, loaded.special, loaded.device)
+    inputs = build_batch(rows, loaded.special, loaded.device)
     return ModelBatch(members, [(i, 0) for i in range(len(members))], inputs)
 
 

@@ -15,9 +15,9 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from ..labels.schemes import LabelScheme, read_label_scheme
-from ..settings import ConfigError
-from . import hf
+from . import hub, inputs
 from .packing import PackedLayout, find_layout
 from .precision import Precision, inference_copy
 
@@ -29,7 +29,7 @@ class LoadedModel:
     model: torch.nn.Module
     tokenizer: Any
     scheme: LabelScheme
-    special: hf.SpecialTokens
+    special: inputs.SpecialTokens
     content_length: int
     stride: int
     device: torch.device
@@ -130,23 +130,23 @@ def load_source(
 ) -> Source:
     """Tokenizer and model from a local folder or a hub id."""
     local_only = bool(source) and Path(str(source)).expanduser().is_dir()
-    tokenizer = hf.load_tokenizer(source, revision, local_only)
-    model, problems = hf.load_model(
+    tokenizer = hub.load_tokenizer(source, revision, local_only)
+    model, problems = hub.load_model(
         source, revision, local_only, require_head=require_head, dtype=dtype
     )
-    return Source(tokenizer, model, problems, hf.resolved_commit(model))
+    return Source(tokenizer, model, problems, hub.resolved_commit(model))
 
 
 def window_size(
-    tokenizer: Any, model: torch.nn.Module, special: hf.SpecialTokens, cfg: Mapping[str, Any]
+    tokenizer: Any, model: torch.nn.Module, special: inputs.SpecialTokens, cfg: Mapping[str, Any]
 ) -> Tuple[int, int]:
     """Pieces of text per window and the overlap between windows.
 
     The window holds `max_length` (else the model's limit) minus the special
     tokens; the overlap is `stride`, else a quarter of the window, at most 128.
     """
-    limit = cfg["max_length"] or hf.max_input_length(tokenizer, model.config)
-    positions = hf.position_limit(model.config)
+    limit = cfg["max_length"] or inputs.max_input_length(tokenizer, model.config)
+    positions = inputs.position_limit(model.config)
     if positions is not None and limit > positions:
         raise ConfigError(
             f"max_length={limit} is more than the {positions} positions the model can "
@@ -181,10 +181,10 @@ def install(
     scheme = read_label_scheme(model.config.id2label)
     model.to(device=device, dtype=precision.weights)
     model.eval()
-    hf.prepare_for_encoding(tokenizer)
-    special = hf.special_tokens(tokenizer, hf.forward_inputs(model))
+    inputs.prepare_for_encoding(tokenizer)
+    special = inputs.special_tokens(tokenizer, inputs.forward_inputs(model))
     content, stride = window_size(tokenizer, model, special, cfg)
-    causal = hf.sees_only_left_context(model, tokenizer, special, device)
+    causal = inputs.sees_only_left_context(model, tokenizer, special, device)
     # Padding is what costs on a CPU; accelerators run padded rows nearly free
     # and their fastest attention kernels take no block mask.
     packing = (

@@ -13,7 +13,7 @@ padding and one forward call.
 Whether a model can be fed this way depends on how its forward reads a
 mask and position ids, which differs between architectures and transformers
 versions; `find_layout` finds out by running the model both ways on a probe,
-as `hf.sees_only_left_context` does, and packing is used only where the
+as `inputs.sees_only_left_context` does, and packing is used only where the
 outputs agree.
 """
 
@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .hf import SpecialTokens, build_batch, forward_inputs
+from .inputs import SpecialTokens, build_batch, forward_inputs
 
 # A packed row is as long as the batch's longest window, and at least this
 # many positions. Attention over a row grows with the square of its length: no

@@ -18,7 +18,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import srsly
 import torch
 
-from . import hf
+from ..errors import ModelLoadError
+from . import hub
 from .loading import LoadedModel
 
 MODEL_DIR = "model"
@@ -33,7 +34,7 @@ def write_folder(
     model_dir = path / MODEL_DIR
     if model_dir.exists():
         shutil.rmtree(model_dir)
-    hf.save_model(loaded.model, loaded.tokenizer, model_dir)
+    hub.save_model(loaded.model, loaded.tokenizer, model_dir)
     saved = dict(cfg)
     saved["labels"] = list(loaded.scheme.labels)
     saved["label_scheme"] = loaded.scheme.kind
@@ -46,13 +47,13 @@ def read_folder(path: Path, dtype: torch.dtype) -> Tuple[Dict[str, Any], Any, to
     cfg_path = path / CFG_FILE
     model_dir = path / MODEL_DIR
     if not cfg_path.exists() or not model_dir.is_dir():
-        raise hf.ModelLoadError(
+        raise ModelLoadError(
             f"{path} is not a saved hf_token_tagger: expected {CFG_FILE} and a "
             f"{MODEL_DIR}/ folder there. Was the pipeline saved with nlp.to_disk?"
         )
     saved = json.loads(cfg_path.read_text("utf8"))
-    tokenizer = hf.load_tokenizer(str(model_dir), None, local_only=True)
-    model, _ = hf.load_model(str(model_dir), None, local_only=True, dtype=dtype)
+    tokenizer = hub.load_tokenizer(str(model_dir), None, local_only=True)
+    model, _ = hub.load_model(str(model_dir), None, local_only=True, dtype=dtype)
     return saved, tokenizer, model
 
 

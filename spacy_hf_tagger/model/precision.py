@@ -25,7 +25,7 @@ from typing import FrozenSet, Optional
 
 import torch
 
-from ..settings import ConfigError
+from ..errors import ConfigError
 
 logger = logging.getLogger("spacy_hf_tagger")
 

@@ -23,13 +23,14 @@ import torch
 from spacy.training import Example
 from thinc.api import Optimizer
 
+from ..errors import ConfigError, ModelLoadError
 from ..labels.schemes import LabelScheme, iob_labels, read_label_scheme
 from ..labels.targets import IGNORE_INDEX, biluo_to_scheme_ids, piece_targets, tags_to_ids
-from ..model import hf
+from ..model import hub
 from ..model.forward import encode_docs, model_batches, window_targets
 from ..model.loading import LoadedModel, Source
 from ..model.precision import FLOAT_DTYPES
-from ..settings import ConfigError, is_upos
+from ..settings import is_upos
 
 Batch = Tuple[Dict[str, torch.Tensor], torch.Tensor]
 
@@ -133,11 +134,11 @@ def choose_head(
 
 def check_encoder_loaded(source: str, problems: Dict[str, List[str]]) -> None:
     """Refuse a checkpoint whose encoder weights did not load (wrong folder)."""
-    encoder_missing = [k for k in problems["missing_keys"] if not hf.is_head_key(k)]
+    encoder_missing = [k for k in problems["missing_keys"] if not hub.is_head_key(k)]
     encoder_mismatched = [
         shape
         for key, shape in zip(problems["mismatched_keys"], problems["mismatched_shapes"])
-        if not hf.is_head_key(key)
+        if not hub.is_head_key(key)
     ]
     if encoder_missing or encoder_mismatched or problems["error_msgs"]:
         details = []
@@ -147,7 +148,7 @@ def check_encoder_loaded(source: str, problems: Dict[str, List[str]]) -> None:
             details.append(f"{'; '.join(encoder_mismatched[:4])}")
         if problems["error_msgs"]:
             details.append(f"errors {problems['error_msgs'][:3]}")
-        raise hf.ModelLoadError(
+        raise ModelLoadError(
             f"The encoder weights of {source!r} did not load: {', '.join(details)}. "
             "Check that the folder holds the weights that belong to its config.json."
         )

@@ -137,7 +137,7 @@ def test_batch_decoding_equals_per_doc_decoding(data):
         tied=joined(2),
         word_starts=word_starts,
         glued_punct=joined(4),
-        doc_starts=doc_starts,
+        segment_starts=doc_starts,
     )
     assert below == expected_below
     got = split_by_doc(together, bounds)
@@ -164,7 +164,7 @@ def test_gap_at_the_end_of_a_doc_is_not_filled_from_the_next_doc():
     doc_starts = np.array([True, False, True])
     names = {"LOC": "LOC", "PER": "PER"}
     together, _ = predict_entities(
-        IOB, probs, has_piece, names, 0.0, tied=np.zeros(3, dtype=bool), doc_starts=doc_starts
+        IOB, probs, has_piece, names, 0.0, tied=np.zeros(3, dtype=bool), segment_starts=doc_starts
     )
     a, b = split_by_doc(together, np.array([0, 2, 3]))
     assert a.spans == [(0, 1, "LOC", 1.0)] and a.token_labels == ["B-LOC", "O"]

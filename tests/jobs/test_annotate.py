@@ -22,7 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tiny_models import training_sentences
 
-from spacy_hf_tagger.jobs.corpus import Checkpoint, JobError, job_paths, load_pipeline, run_job
+from spacy_hf_tagger.errors import JobError
+from spacy_hf_tagger.jobs.corpus import Checkpoint, job_paths, run_job
+from spacy_hf_tagger.jobs.pipelines import load_pipeline
 
 TinyModelFactory = Callable[..., Path]
 TEXTS = [text for text, _ in training_sentences()]

@@ -17,7 +17,8 @@ from job_rows import same_rows
 from spacy.tokens import DocBin
 from tiny_models import training_sentences
 
-from spacy_hf_tagger.jobs.corpus import LocalAnnotator, job_paths, load_pipeline, run_job
+from spacy_hf_tagger.jobs.corpus import LocalAnnotator, job_paths, run_job
+from spacy_hf_tagger.jobs.pipelines import load_pipeline
 
 pa = pytest.importorskip("pyarrow", reason="pyarrow not installed (pip install '.[ray]')")
 pq = pytest.importorskip("pyarrow.parquet")

@@ -100,7 +100,7 @@ def test_the_cli_job_on_ray_writes_what_the_local_engine_writes(model, tmp_path)
 
 
 def test_the_command_line_runs_on_ray(model, tmp_path):
-    from spacy_hf_tagger.jobs.corpus import main
+    from spacy_hf_tagger.cli import main
 
     source = tmp_path / "in.txt"
     source.write_text("\n".join(TEXTS[:3]) + "\n", encoding="utf8")

@@ -442,7 +442,7 @@ def test_predict_entities_passes_doc_starts_to_ties():
     tied = mask(False, True, False)
     doc_starts = mask(True, True, False)
     pred, _ = predict_entities(
-        IOB, probs, mask(True, True, True), NAMES, 0.0, tied=tied, doc_starts=doc_starts
+        IOB, probs, mask(True, True, True), NAMES, 0.0, tied=tied, segment_starts=doc_starts
     )
     assert pred.spans == [(0, 1, "LOC", 0.8125)]
     assert pred.token_labels == ["B-LOC", "O", "O"]

@@ -17,6 +17,7 @@ from spacy_hf_tagger.labels.schemes import (
     iob_labels,
     map_types,
     read_label_scheme,
+    spans_of_tags,
     spans_to_iob,
 )
 
@@ -453,3 +454,49 @@ def test_iob2_round_trip(pieces):
     scheme = scheme_of(["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-X", "I-X"])
     tags = spans_to_iob(position + 1, spans)
     assert decode(scheme, tags) == spans
+
+
+# --- spans_of_tags: gold tag strings, decoded by the one conlleval rule ----------
+
+
+def _conlleval_spans(tags):
+    """conlleval for IOB1/IOB2, written out plainly as the oracle."""
+    spans, start, current = [], None, ""
+    for i, tag in enumerate([*tags, "O"]):
+        prefix, _, type_ = tag.partition("-")
+        begins = prefix == "B" or (prefix == "I" and type_ != current)
+        if tag == "O" or begins:
+            if start is not None:
+                spans.append((start, i, current))
+            start, current = (i, type_) if begins else (None, "")
+    return spans
+
+
+@pytest.mark.parametrize(
+    "tags, spans",
+    [
+        ([], []),
+        (["O", "O"], []),
+        (["I-PER", "I-PER", "O", "I-LOC"], [(0, 2, "PER"), (3, 4, "LOC")]),  # IOB1
+        (["I-PER", "B-PER", "I-PER"], [(0, 1, "PER"), (1, 3, "PER")]),  # IOB1 boundary
+        (["B-PER", "I-PER", "I-LOC", "B-LOC"], [(0, 2, "PER"), (2, 3, "LOC"), (3, 4, "LOC")]),
+        (["S-PER", "B-LOC", "E-LOC", "O"], [(0, 1, "PER"), (1, 3, "LOC")]),  # BIOES
+        (["U-ORG", "B-MISC", "L-MISC"], [(0, 1, "ORG"), (1, 3, "MISC")]),  # BILOU
+    ],
+)
+def test_spans_of_tags(tags, spans):
+    assert spans_of_tags(tags) == spans
+
+
+@given(
+    st.lists(
+        st.sampled_from(["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "I-ORG"]), max_size=30
+    )
+)
+def test_spans_of_tags_is_conlleval_on_iob(tags):
+    assert spans_of_tags(tags) == _conlleval_spans(tags)
+
+
+def test_spans_of_tags_refuses_tags_without_prefixes():
+    with pytest.raises(LabelSchemeError, match=r"\['PER'\]"):
+        spans_of_tags(["PER", "O"])

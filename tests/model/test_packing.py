@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from tiny_models import ARCHITECTURES, FAMILIES
 
 from spacy_hf_tagger.model import forward
-from spacy_hf_tagger.model.hf import SpecialTokens, transformers_major
+from spacy_hf_tagger.model.hub import transformers_major
+from spacy_hf_tagger.model.inputs import SpecialTokens
 from spacy_hf_tagger.model.packing import (
     PackedLayout,
     find_layout,

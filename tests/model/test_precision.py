@@ -247,12 +247,15 @@ def test_precision_is_decided_when_the_pipe_is_added(tiny_models: TinyModelFacto
 def test_precision_check_prints_agreement_with_float32(
     tiny_models: TinyModelFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from spacy_hf_tagger.cli import main
     from spacy_hf_tagger.jobs import precision_check
 
     model = tiny_models("wordpiece-cased", train_steps=100)
     texts = tmp_path / "texts.txt"
     texts.write_text("\n".join(TEXTS) + "\n\n", encoding="utf8")
-    assert precision_check.main([str(model), str(texts), "--dtype", "int8"]) == 0
+    with pytest.raises(SystemExit) as exit_info:
+        main(["precision-check", str(model), str(texts), "--dtype", "int8"])
+    assert exit_info.value.code == 0
     out = capsys.readouterr().out
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
     assert f"{len(TEXTS)} texts" in out

@@ -20,7 +20,8 @@ import pytest
 import spacy
 from tiny_models import FAMILIES, NER_LABELS, training_sentences
 
-from spacy_hf_tagger.model import hf
+from spacy_hf_tagger.errors import ModelLoadError
+from spacy_hf_tagger.model import hub
 
 TRAIN_STEPS = 100
 BOGUS_MODEL = "bogus-org/this-model-must-never-be-loaded"
@@ -146,7 +147,7 @@ def test_to_disk_spacy_load_round_trip(family, tiny_models, tmp_path):
 def test_load_reads_only_the_saved_copy(family, saved_pipelines, monkeypatch):
     """spacy.load must load from <pipeline>/hf_token_tagger/model, never cfg['model']."""
     sources: List[str] = []
-    real_tok, real_model = hf.load_tokenizer, hf.load_model
+    real_tok, real_model = hub.load_tokenizer, hub.load_model
 
     def load_tokenizer(source, *args, **kwargs):
         sources.append(str(source))
@@ -156,8 +157,8 @@ def test_load_reads_only_the_saved_copy(family, saved_pipelines, monkeypatch):
         sources.append(str(source))
         return real_model(source, *args, **kwargs)
 
-    monkeypatch.setattr(hf, "load_tokenizer", load_tokenizer)
-    monkeypatch.setattr(hf, "load_model", load_model)
+    monkeypatch.setattr(hub, "load_tokenizer", load_tokenizer)
+    monkeypatch.setattr(hub, "load_model", load_model)
     path = saved_pipelines[family]
     nlp = spacy.load(path)
     nlp("Sarah lives in Paris.")
@@ -176,7 +177,7 @@ def test_to_bytes_from_bytes_into_bogus_component(family, tiny_models, monkeypat
     pipeline_data = nlp.to_bytes()
 
     sources: List[str] = []
-    real_tok, real_model = hf.load_tokenizer, hf.load_model
+    real_tok, real_model = hub.load_tokenizer, hub.load_model
 
     def load_tokenizer(source, *args, **kwargs):
         sources.append(str(source))
@@ -188,8 +189,8 @@ def test_to_bytes_from_bytes_into_bogus_component(family, tiny_models, monkeypat
         assert source != BOGUS_MODEL, "the bogus model id was loaded"
         return real_model(source, *args, **kwargs)
 
-    monkeypatch.setattr(hf, "load_tokenizer", load_tokenizer)
-    monkeypatch.setattr(hf, "load_model", load_model)
+    monkeypatch.setattr(hub, "load_tokenizer", load_tokenizer)
+    monkeypatch.setattr(hub, "load_model", load_model)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
     # The component alone.
@@ -281,7 +282,7 @@ def _garbage_weights(model_dir: Path) -> None:
 @pytest.mark.parametrize("corrupt", [_truncate_weights, _garbage_weights], ids=["half", "garbage"])
 def test_corrupt_weights_file_raises_naming_it(family, corrupt, saved_pipelines, tmp_path):
     broken = _broken_copy(saved_pipelines[family], tmp_path, corrupt)
-    with pytest.raises(hf.ModelLoadError) as excinfo:
+    with pytest.raises(ModelLoadError) as excinfo:
         spacy.load(broken)
     message = str(excinfo.value)
     assert "model.safetensors" in message or "weights" in message.lower(), message
@@ -308,7 +309,7 @@ def _relabel(labels: List[str]) -> Callable[[Path], None]:
 )
 def test_config_labels_disagree_with_weights(family, labels, saved_pipelines, tmp_path):
     broken = _broken_copy(saved_pipelines[family], tmp_path, _relabel(labels))
-    with pytest.raises(hf.ModelLoadError) as excinfo:
+    with pytest.raises(ModelLoadError) as excinfo:
         spacy.load(broken)
     message = str(excinfo.value)
     assert "weights" in message.lower(), message
@@ -329,7 +330,7 @@ def test_weights_without_head_raise(family, saved_pipelines, tmp_path):
         save_file(kept, str(weights), metadata={"format": "pt"})
 
     broken = _broken_copy(saved_pipelines[family], tmp_path, drop_head)
-    with pytest.raises(hf.ModelLoadError) as excinfo:
+    with pytest.raises(ModelLoadError) as excinfo:
         spacy.load(broken)
     assert "classifier" in str(excinfo.value), str(excinfo.value)
 
@@ -337,7 +338,7 @@ def test_weights_without_head_raise(family, saved_pipelines, tmp_path):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_missing_model_folder_names_the_path(family, saved_pipelines, tmp_path):
     broken = _broken_copy(saved_pipelines[family], tmp_path, shutil.rmtree)
-    with pytest.raises(hf.ModelLoadError) as excinfo:
+    with pytest.raises(ModelLoadError) as excinfo:
         spacy.load(broken)
     message = str(excinfo.value)
     assert str(broken / "hf_token_tagger") in message, message
@@ -349,7 +350,7 @@ def test_missing_weights_file_names_it(family, saved_pipelines, tmp_path):
     broken = _broken_copy(
         saved_pipelines[family], tmp_path, lambda d: (d / "model.safetensors").unlink()
     )
-    with pytest.raises(hf.ModelLoadError) as excinfo:
+    with pytest.raises(ModelLoadError) as excinfo:
         spacy.load(broken)
     message = str(excinfo.value)
     assert "model.safetensors" in message, message

@@ -21,7 +21,7 @@ import transformers
 from cross_stack import TEXTS, annotations
 from tiny_models import FAMILIES
 
-from spacy_hf_tagger.model import hf
+from spacy_hf_tagger.model import hub
 
 OTHER_PYTHON = os.environ.get("SPACY_HF_TAGGER_OTHER_PYTHON")
 MAJOR = int(transformers.__version__.split(".")[0])
@@ -81,7 +81,7 @@ def test_tokenizer_splits_as_its_saved_tokenizer_json(tiny_models, family: str) 
 
     folder = tiny_models(family)
     saved = json.loads(Tokenizer.from_file(str(folder / "tokenizer.json")).to_str())
-    ours = json.loads(hf.load_tokenizer(str(folder), None, True).backend_tokenizer.to_str())
+    ours = json.loads(hub.load_tokenizer(str(folder), None, True).backend_tokenizer.to_str())
     for part in ("normalizer", "pre_tokenizer", "model", "post_processor"):
         assert ours[part] == saved[part], part
 
@@ -93,7 +93,7 @@ def test_transformers_5_rebuilds_the_xlmr_tokenizer_differently(tiny_models) -> 
         pytest.skip("transformers 4 loads tokenizer.json as saved")
     folder = tiny_models("sentencepiece-xlmr")
     rebuilt = transformers.AutoTokenizer.from_pretrained(folder).backend_tokenizer
-    ours = hf.load_tokenizer(str(folder), None, True).backend_tokenizer
+    ours = hub.load_tokenizer(str(folder), None, True).backend_tokenizer
     text = "to 東京"
     assert rebuilt.encode(text, add_special_tokens=False).offsets[1] == (3, 4)
     assert ours.encode(text, add_special_tokens=False).offsets[1] == (2, 3)

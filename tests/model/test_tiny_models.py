@@ -23,7 +23,7 @@ from tiny_models import (
 )
 from transformers import AutoModelForTokenClassification
 
-from spacy_hf_tagger.model.hf import load_tokenizer
+from spacy_hf_tagger.model.hub import load_tokenizer
 
 # Enough for every family to memorise training_sentences(), with margin (60 suffice).
 TRAIN_STEPS = 100
@@ -36,7 +36,7 @@ _NLP = spacy.blank("en")
 
 def _saved_tokenizer(folder: Path) -> Any:
     """The tokenizer exactly as saved: transformers 5's AutoTokenizer rebuilds some
-    classes from their definition instead of tokenizer.json (see hf.load_tokenizer)."""
+    classes from their definition instead of tokenizer.json (see hub.load_tokenizer)."""
     return load_tokenizer(str(folder), None, local_only=True)
 
 

@@ -34,7 +34,7 @@ from transformers import AutoConfig, AutoTokenizer, BertConfig, BertModel
 from spacy_hf_tagger import ModelLoadError
 from spacy_hf_tagger.labels.schemes import UPOS_TAGS
 from spacy_hf_tagger.labels.targets import IGNORE_INDEX, biluo_to_scheme_ids, piece_targets
-from spacy_hf_tagger.training import convert
+from spacy_hf_tagger.training.convert import convert_file
 
 REPO = Path(__file__).resolve().parents[2]
 X = IGNORE_INDEX
@@ -563,7 +563,7 @@ def test_spacy_train_tagger_config(tiny_models, tmp_path):
     conllu = tmp_path / "train.conllu"
     write_conllu(conllu)
     corpus = tmp_path / "train.spacy"
-    convert.main(["conllu", str(conllu), str(corpus)])
+    convert_file("conllu", conllu, corpus)
     stdout = spacy_train(
         "configs/train_tagger.cfg", tiny_models("wordpiece-cased"), corpus, tmp_path
     )

@@ -1,107 +1,26 @@
-"""Everything that touches transformers and torch: load, encode, forward, save.
+"""Hub and folder I/O: load a checkpoint's tokenizer and weights, save them back.
 
 Only stable, low-level APIs are used (`AutoTokenizer` with offsets,
 `AutoModelForTokenClassification`, `config.id2label`), never the pipeline's
-post-processing, so behaviour does not drift with transformers releases.
+post-processing, so behaviour does not drift with transformers releases. What
+transformers warns about on load becomes a `ModelLoadError` saying what to do.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-import numpy as np
 import torch
 from safetensors import SafetensorError
 
-DEVICES_HELP = '"auto", "cpu", "cuda", "cuda:N" or "mps"'
-# Models whose position ids start after the padding index (fairseq heritage):
-# the usable length is max_position_embeddings - (pad_token_id + 1).
-_OFFSET_POSITION_MODELS = frozenset(
-    {
-        "roberta",
-        "xlm-roberta",
-        "camembert",
-        "longformer",
-        "xlm-roberta-xl",
-        "ibert",
-        "data2vec-text",
-        "bart",
-        "mbart",
-        "luke",
-        "mluke",
-        "markuplm",
-        "roberta-prelayernorm",
-        "esm",
-        "xmod",
-        "lilt",
-    }
-)
-_SENTINEL_MAX_LENGTH = 100_000
+from ..errors import ModelLoadError
 
 logger = logging.getLogger("spacy_hf_tagger")
-
-
-def _single_thread_after_fork() -> None:
-    """A forked child (`nlp.pipe(n_process=N)`) inherits an OpenMP pool it cannot
-    use: its first parallel op would hang. One intra-op thread per child avoids
-    the pool, and N processes already share the cores."""
-    torch.set_num_threads(1)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_single_thread_after_fork)
-
-
-class ModelLoadError(ValueError):
-    """The model or tokenizer cannot be used; the message says why and what to do."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """Turn the `device` setting into a torch device, checking it exists."""
-    value = (name or "auto").strip().lower()
-    if value == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(value)
-    except RuntimeError as err:
-        raise ModelLoadError(f"Unknown device {name!r}: use {DEVICES_HELP}.") from err
-    if device.type == "cpu":
-        return device
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ModelLoadError(
-                f"device={name!r} but torch sees no CUDA GPU (torch {torch.__version__}, "
-                f'CUDA build: {torch.version.cuda}). Use device="cpu" or "auto", or '
-                "install a CUDA build of torch."
-            )
-        index = device.index or 0
-        if index >= torch.cuda.device_count():
-            raise ModelLoadError(
-                f"device={name!r} but only {torch.cuda.device_count()} CUDA device(s) "
-                f"exist (0..{torch.cuda.device_count() - 1})."
-            )
-        return device
-    if device.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise ModelLoadError(
-                f"device={name!r} but MPS is not available on this machine. "
-                'Use device="cpu" or "auto".'
-            )
-        return device
-    raise ModelLoadError(f"Unsupported device {name!r}: use {DEVICES_HELP}.")
 
 
 def transformers_major() -> int:
@@ -474,181 +393,6 @@ def _raise_on_weight_problems(source: str, problems: Dict[str, List[str]]) -> No
         "to these weights."
     )
 
-
-def position_limit(config: Any) -> Optional[int]:
-    """The most positions the model can embed, or None when it has no hard limit.
-
-    `max_position_embeddings` (GPT-2's `n_positions` maps to it), minus the
-    padding offset of RoBERTa-like models, whose position ids start after the
-    padding index. DeBERTa without absolute positions has no limit.
-    """
-    positions = getattr(config, "max_position_embeddings", None)
-    if not isinstance(positions, int) or positions <= 0:
-        return None
-    if getattr(config, "position_biased_input", True) is False:
-        return None
-    if getattr(config, "model_type", "") in _OFFSET_POSITION_MODELS:
-        pad = getattr(config, "pad_token_id", None)
-        positions -= (pad if pad is not None else 1) + 1
-    return positions
-
-
-def max_input_length(tokenizer: Any, config: Any) -> int:
-    """The most subwords (special tokens included) the model accepts at once:
-    the tokenizer's `model_max_length`, but never more than the model's
-    positions (`position_limit`). Many tokenizers carry a 1e30 sentinel or
-    none at all; then the positions decide, else 512."""
-    limit = getattr(tokenizer, "model_max_length", None)
-    positions = position_limit(config)
-    if not isinstance(limit, int) or limit <= 0 or limit > _SENTINEL_MAX_LENGTH:
-        limit = positions
-    elif positions is not None:
-        limit = min(limit, positions)
-    if limit is None:
-        limit = 512
-    return int(limit)
-
-
-@dataclass(frozen=True)
-class SpecialTokens:
-    """Ids wrapped around every window, found by encoding a probe text."""
-
-    prefix: Tuple[int, ...]
-    suffix: Tuple[int, ...]
-    pad_id: int
-    uses_token_types: bool
-
-    @property
-    def count(self) -> int:
-        return len(self.prefix) + len(self.suffix)
-
-
-def forward_inputs(model: torch.nn.Module) -> frozenset:
-    """The input names the model's forward takes, by name.
-
-    The tokenizer's `model_input_names` is no authority: a DistilBERT or
-    ModernBERT fine-tuned next to a BERT tokenizer declares token_type_ids
-    that their forward refuses.
-    """
-    try:
-        parameters = inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return frozenset({"input_ids", "attention_mask"})
-    return frozenset(
-        name
-        for name, p in parameters.items()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    )
-
-
-def special_tokens(tokenizer: Any, accepted: frozenset = frozenset()) -> SpecialTokens:
-    """The tokenizer's own template for one sequence, as prefix/suffix ids.
-
-    Read from the tokenizer's post-processor by encoding a probe, so every
-    family (BERT [CLS]/[SEP], RoBERTa <s>/</s>, none at all) is handled alike.
-    Token type ids (all zero) go to the model only when the tokenizer makes
-    them and the model's forward takes them (`accepted`, see
-    `forward_inputs`). `prepare_for_encoding` must have run on the tokenizer.
-    """
-    encoding = tokenizer.backend_tokenizer.encode("a", add_special_tokens=True)
-    mask = list(encoding.special_tokens_mask)
-    ids = list(encoding.ids)
-    content = [i for i, m in enumerate(mask) if not m]
-    if content:
-        prefix = tuple(ids[: content[0]])
-        suffix = tuple(ids[content[-1] + 1 :])
-    else:
-        prefix, suffix = tuple(ids), ()
-    pad_id = tokenizer.pad_token_id
-    if pad_id is None:
-        pad_id = 0
-    uses_types = "token_type_ids" in getattr(tokenizer, "model_input_names", [])
-    return SpecialTokens(prefix, suffix, int(pad_id), uses_types and "token_type_ids" in accepted)
-
-
-def sees_only_left_context(
-    model: torch.nn.Module, tokenizer: Any, special: SpecialTokens, device: torch.device
-) -> bool:
-    """Whether the model is a decoder: its output for a piece ignores the pieces
-    after it. Found by changing the last piece of a probe and watching the
-    first, which works for any architecture, whatever its config says."""
-    first = list(tokenizer.backend_tokenizer.encode("the cat sat", add_special_tokens=False).ids)
-    if len(first) < 2:
-        return False
-    other = first[0] if first[0] != first[-1] else first[-2]
-    if other == first[-1]:
-        return False
-    second = [*first[:-1], other]
-    rows = [list(special.prefix) + ids + list(special.suffix) for ids in (first, second)]
-    input_ids = torch.tensor(rows, dtype=torch.long, device=device)
-    with torch.inference_mode():
-        logits = model(
-            input_ids=input_ids, attention_mask=torch.ones_like(input_ids)
-        ).logits.float()
-    at = len(special.prefix)
-    return bool(torch.allclose(logits[0, at], logits[1, at], atol=1e-5, rtol=0))
-
-
-@dataclass
-class EncodedText:
-    """Subword ids and their character offsets in the text (no special tokens)."""
-
-    ids: np.ndarray
-    offsets: np.ndarray
-
-
-def prepare_for_encoding(tokenizer: Any) -> None:
-    """Switch off the backend's own truncation and padding, once, at load time.
-
-    Windows come later, so whole texts are tokenized. Changing these settings
-    mutates the Rust tokenizer; doing it per call made concurrent callers fail
-    with "Already borrowed". After this, encoding only reads the tokenizer,
-    which any number of threads may do at once.
-    """
-    backend = tokenizer.backend_tokenizer
-    backend.no_truncation()
-    backend.no_padding()
-
-
-def encode_texts(tokenizer: Any, texts: Sequence[str]) -> List[EncodedText]:
-    """Tokenize whole texts, no special tokens, offsets in characters.
-
-    Uses the Rust backend directly (one parallel call for the batch, and no
-    "sequence longer than the maximum" warnings); `prepare_for_encoding` must
-    have run on the tokenizer.
-    """
-    # No lone surrogates can reach here: spaCy cannot store them in a Doc.
-    encodings = tokenizer.backend_tokenizer.encode_batch(list(texts), add_special_tokens=False)
-    out = []
-    for encoding in encodings:
-        ids = np.asarray(encoding.ids, dtype=np.int64)
-        offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
-        out.append(EncodedText(ids, offsets))
-    return out
-
-
-def build_batch(
-    rows: Sequence[np.ndarray], special: SpecialTokens, device: torch.device
-) -> Dict[str, torch.Tensor]:
-    """Pad rows (pieces of one window each) into model inputs with special tokens."""
-    n_prefix, n_suffix = len(special.prefix), len(special.suffix)
-    width = max(len(r) for r in rows) + n_prefix + n_suffix
-    input_ids = np.full((len(rows), width), special.pad_id, dtype=np.int64)
-    attention = np.zeros((len(rows), width), dtype=np.int64)
-    for i, row in enumerate(rows):
-        n = len(row) + n_prefix + n_suffix
-        input_ids[i, :n_prefix] = special.prefix
-        input_ids[i, n_prefix : n_prefix + len(row)] = row
-        if n_suffix:
-            input_ids[i, n_prefix + len(row) : n] = special.suffix
-        attention[i, :n] = 1
-    batch = {
-        "input_ids": torch.from_numpy(input_ids).to(device),
-        "attention_mask": torch.from_numpy(attention).to(device),
-    }
-    if special.uses_token_types:
-        batch["token_type_ids"] = torch.zeros_like(batch["input_ids"])
-    return batch
 
 
 def save_model(model: torch.nn.Module, tokenizer: Any, path: Path) -> None:

@@ -1,0 +1,196 @@
+"""The command line: one typer app (`python -m spacy_hf_tagger` or `spacy-hf-tagger`).
+
+    annotate         annotate a corpus (JSONL, Parquet, DocBin), resumable
+    convert          CoNLL/IOB or CoNLL-U to .spacy training data
+    precision-check  speed and agreement with float32 of reduced precision
+
+Each command parses its arguments and prints; the work is done by the module
+it names (`jobs.corpus`, `training.convert`, `jobs.precision_check`). Modules
+load when their command runs, so `convert` never imports transformers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Iterable, List, Optional
+
+import typer
+from wasabi import msg
+
+from .errors import JobError
+from .jobs.corpus import LOCAL_CHUNK, RAY_CHUNK
+
+app = typer.Typer(add_completion=False, help="spacy-hf-tagger command-line tools.")
+
+
+@app.callback()
+def _main() -> None:
+    """spacy-hf-tagger command-line tools."""
+
+
+@app.command(
+    "annotate",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def annotate_cli(
+    ctx: typer.Context,
+    pipeline: Annotated[
+        str, typer.Argument(help="pipeline folder, installed pipeline, or HF model folder / id")
+    ],
+    input_path: Annotated[
+        Path,
+        typer.Argument(help=".txt (one text per line), .jsonl, .parquet, .spacy, or a folder"),
+    ],
+    output: Annotated[
+        Path,
+        typer.Argument(help=".jsonl or .parquet (one row per record), or a folder: DocBin shards"),
+    ],
+    text_key: Annotated[str, typer.Option("--text-key", help="JSONL key of the text")] = "text",
+    id_key: Annotated[
+        str, typer.Option("--id-key", help="JSONL key of the id (else the line number)")
+    ] = "id",
+    keep: Annotated[
+        str, typer.Option("--keep", help="comma-separated input columns to copy to each row")
+    ] = "",
+    lang: Annotated[
+        str, typer.Option("--lang", help="language of the blank pipeline for a model")
+    ] = "en",
+    resume: Annotated[bool, typer.Option("--resume", help="complete an interrupted job")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="start again over an existing OUTPUT")
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", "-b", help="docs per nlp.pipe batch")
+    ] = 256,
+    n_process: Annotated[int, typer.Option("--n-process", "-n", help="processes")] = 1,
+    device: Annotated[
+        Optional[str], typer.Option("--device", help="hf_token_tagger device")
+    ] = None,
+    dtype: Annotated[Optional[str], typer.Option("--dtype", help="hf_token_tagger dtype")] = None,
+    engine: Annotated[
+        str,
+        typer.Option("--engine", help="local, or ray (Ray Data; RAY_ADDRESS or a local cluster)"),
+    ] = "local",
+    workers: Annotated[
+        int, typer.Option("--workers", help="--engine ray: actors, each loading the pipeline")
+    ] = 1,
+    gpus_per_worker: Annotated[
+        float, typer.Option("--gpus-per-worker", help="--engine ray: GPUs per actor")
+    ] = 0,
+    chunk_size: Annotated[
+        Optional[int],
+        typer.Option(
+            "--chunk-size",
+            help=f"records per checkpoint (default {LOCAL_CHUNK}; {RAY_CHUNK} with --engine ray)",
+        ),
+    ] = None,
+) -> None:
+    """Annotate a corpus; extra --section.key value arguments override the
+    pipeline's config, as in spaCy's CLI."""
+    from spacy.cli._util import parse_config_overrides
+
+    from .jobs.corpus import job_paths, run_job
+    from .jobs.pipelines import load_pipeline
+
+    try:
+        overrides = parse_config_overrides(ctx.args)
+        annotator: Any
+        if engine == "ray":
+            from .jobs.ray_data import ActorPool, RayAnnotator
+
+            if n_process != 1:
+                raise JobError(
+                    "--n-process is for the local engine; with --engine ray use --workers."
+                )
+
+            load_pipeline(pipeline, lang, overrides, device=device, dtype=dtype)  # fail early
+            annotator = RayAnnotator(
+                ActorPool(
+                    pipeline, workers, gpus_per_worker, batch_size, lang, overrides, device, dtype
+                )
+            )
+        elif engine == "local":
+            annotator = load_pipeline(pipeline, lang, overrides, device=device, dtype=dtype)
+        else:
+            raise JobError(f"--engine {engine!r}: use local or ray.")
+        summary = run_job(
+            annotator,
+            input_path,
+            output,
+            text_key=text_key,
+            id_key=id_key,
+            keep=[k for k in keep.split(",") if k],
+            resume=resume,
+            overwrite=overwrite,
+            batch_size=batch_size,
+            n_process=n_process,
+            chunk_size=chunk_size or (RAY_CHUNK if engine == "ray" else LOCAL_CHUNK),
+        )
+    except ValueError as err:  # JobError, or a problem reading INPUT
+        msg.fail(str(err), exits=1)
+    resumed = f", resumed after record {summary.resumed_from}" if summary.resumed_from else ""
+    errors_path, _ = job_paths(output)
+    where = f" (see {errors_path})" if summary.errors else ""
+    msg.good(
+        f"{summary.records} records, {summary.words_per_s:,.0f} words/s, "
+        f"{summary.entities} entities, {summary.errors} errors{where} -> {output}{resumed}"
+    )
+
+
+@app.command("convert")
+def convert_cli(
+    file_format: Annotated[str, typer.Argument(metavar="FORMAT", help="iob or conllu")],
+    input_path: Annotated[Path, typer.Argument(help="the CoNLL/IOB or CoNLL-U file")],
+    output: Annotated[Path, typer.Argument(help="the .spacy file to write")],
+    limit: Annotated[int, typer.Option("--limit", help="keep the first N sentences")] = 0,
+) -> None:
+    """Convert CoNLL/IOB or CoNLL-U to .spacy training data, one Doc per sentence."""
+    from .training.convert import FORMATS, convert_file
+
+    if file_format not in FORMATS:
+        msg.fail(f"FORMAT {file_format!r} is not known: use one of {', '.join(FORMATS)}.", exits=1)
+    n = convert_file(file_format, input_path, output, limit)
+    print(f"{input_path} -> {output}: {n} sentences")
+
+
+@app.command("precision-check")
+def precision_check_cli(
+    source: Annotated[
+        str, typer.Argument(help="pipeline folder, installed pipeline, or HF model folder / id")
+    ],
+    texts_path: Annotated[
+        Path, typer.Argument(metavar="TEXTS", help="a text file, one text per line")
+    ],
+    dtype: Annotated[
+        Optional[List[str]],
+        typer.Option(
+            "--dtype",
+            help='dtype to compare with float32 (repeatable; default: "auto" and "int8")',
+        ),
+    ] = None,
+    limit: Annotated[
+        Optional[int], typer.Option("--limit", help="use only the first N texts")
+    ] = None,
+    lang: Annotated[
+        str, typer.Option("--lang", help="language of the blank pipeline for a model")
+    ] = "en",
+) -> None:
+    """Speed and agreement with float32 of reduced-precision runs on your texts."""
+    from .jobs.precision_check import compare, native_bf16, read_texts, report
+
+    texts = read_texts(texts_path, limit)
+    if not texts:
+        msg.fail(f"{texts_path} has no non-empty lines.", exits=1)
+    bf16 = native_bf16()
+    print(f"CPU native bf16: {', '.join(bf16) if bf16 else 'no'}; {len(texts)} texts")
+    try:
+        reference, results = compare(source, texts, dtype or ["auto", "int8"], lang)
+    except JobError as err:
+        msg.fail(str(err), exits=1)
+    for line in report(reference, results):
+        print(line)
+
+
+def main(argv: Optional[Iterable[str]] = None) -> None:
+    """Entry point of `python -m spacy_hf_tagger` and the `spacy-hf-tagger` script."""
+    app(args=list(argv) if argv is not None else None, prog_name="spacy-hf-tagger")

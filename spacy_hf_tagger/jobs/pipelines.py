@@ -1,0 +1,68 @@
+"""The pipeline a job runs: a saved or installed spaCy pipeline, or a model.
+
+Every job (the corpus job, its Ray actors, the precision check, Presidio's
+engine) loads through `load_pipeline`, so "a pipeline folder, an installed
+pipeline, or a Hugging Face model folder / hub id" means the same everywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from spacy.language import Language
+
+from ..errors import JobError
+
+FACTORY = "hf_token_tagger"
+
+
+def load_pipeline(
+    source: str,
+    lang: str = "en",
+    overrides: Optional[Dict[str, Any]] = None,
+    device: Optional[str] = None,
+    dtype: Optional[str] = None,
+) -> Language:
+    """`spacy.load` for an installed pipeline or a pipeline folder; otherwise a
+    blank `lang` pipeline with our component on `source` (a model folder or a
+    hub id). `overrides` are spaCy config overrides ("components.x.y": value);
+    `device`/`dtype` set those of every hf_token_tagger."""
+    import spacy
+
+    overrides = dict(overrides or {})
+    path = Path(source).expanduser()
+    if (path / "config.cfg").is_file() or (not path.exists() and spacy.util.is_package(source)):
+        config = spacy.util.load_config(
+            path / "config.cfg"
+            if path.exists()
+            else spacy.util.get_package_path(source) / "config.cfg"
+        )
+        for name, block in config["components"].items():
+            if block.get("factory") == FACTORY:
+                if device is not None:
+                    overrides[f"components.{name}.device"] = device
+                if dtype is not None:
+                    overrides[f"components.{name}.dtype"] = dtype
+        return spacy.load(source, config=overrides)
+    component: Dict[str, Any] = {"model": source}
+    if device is not None:
+        component["device"] = device
+    if dtype is not None:
+        component["dtype"] = dtype
+    prefix = f"components.{FACTORY}."
+    for key, value in overrides.items():
+        if not key.startswith(prefix) or "." in key[len(prefix) :]:
+            raise JobError(
+                f"Override {key!r} does not apply to a blank pipeline with {FACTORY} on a "
+                f"model: use {prefix}SETTING (e.g. {prefix}threshold 0.5)."
+            )
+        component[key[len(prefix) :]] = value
+    nlp = spacy.blank(lang)
+    nlp.add_pipe(FACTORY, config=component)
+    return nlp
+
+
+def tagger_names(nlp: Language) -> List[str]:
+    """The names of the pipeline's hf_token_tagger components."""
+    return [name for name in nlp.pipe_names if nlp.get_pipe_meta(name).factory == FACTORY]
