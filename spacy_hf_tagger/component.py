@@ -17,11 +17,13 @@ encoding and alignment inference uses.
 expects) and `hf_model` (the transformers module itself).
 """
 
+import copy
 import logging
 import threading
 import warnings
 from collections import Counter
 from pathlib import Path
+from types import MappingProxyType
 from typing import (
     Any,
     Callable,
@@ -29,6 +31,7 @@ from typing import (
     Iterable,
     Iterator,
     List,
+    Mapping,
     Optional,
     Sequence,
     Tuple,
@@ -45,9 +48,9 @@ from spacy.vocab import Vocab
 from thinc.api import Model, Optimizer
 
 from .align.batch import BatchPrediction, EncodedBatch
-from .align.pieces import AGGREGATIONS, aggregate_token_probs
+from .align.pieces import aggregate_token_probs
 from .align.words import word_groups
-from .errors import AnnotationConflictError
+from .errors import AnnotationConflictError, ConfigError
 from .labels.decoding import predict_entities, predict_tags, split_by_doc, tag_name_map
 from .labels.schemes import LabelScheme, map_types
 from .labels.writing import register_extensions, write_entities, write_tags
@@ -57,7 +60,7 @@ from .model.loading import LoadedModel, install, load_source
 from .model.persistence import bytes_to_folder, folder_to_bytes, read_folder, write_folder
 from .model.precision import Precision, choose_precision
 from .serving.coalescing import Coalescer
-from .settings import DEFAULT_CONFIG, ConfigError, resolve_annotate, validate_settings
+from .settings import Settings, default_config, factory_signature, resolve_annotate
 from .training import fine_tuning
 from .training.scoring import make_hf_tagger_scorer
 
@@ -69,7 +72,19 @@ __all__ = ["AnnotationConflictError", "ConfigError", "HFTokenTagger", "make_hf_t
 
 
 
-@Language.factory(
+def make_hf_token_tagger(
+    nlp: Language, name: str, *, scorer: Optional[Callable] = None, **settings: Any
+) -> "HFTokenTagger":
+    """Build the component. The model itself loads lazily, on first use or
+    from_disk, so `spacy.load` of a saved pipeline never touches `model`.
+
+    Its signature, which spaCy validates configs against, is every field of
+    `settings.Settings` (typed there) and `scorer`."""
+    return HFTokenTagger(nlp.vocab, name=name, scorer=scorer, **settings)
+
+
+make_hf_token_tagger.__signature__ = factory_signature()  # type: ignore[attr-defined]
+Language.factory(
     "hf_token_tagger",
     assigns=[
         "doc.ents",
@@ -82,7 +97,7 @@ __all__ = ["AnnotationConflictError", "ConfigError", "HFTokenTagger", "make_hf_t
         "token._.hf_score",
         "span._.hf_score",
     ],
-    default_config=DEFAULT_CONFIG,
+    default_config=default_config(),
     default_score_weights={
         "ents_f": 1.0,
         "ents_p": 0.0,
@@ -91,61 +106,7 @@ __all__ = ["AnnotationConflictError", "ConfigError", "HFTokenTagger", "make_hf_t
         "tag_acc": 1.0,
         "pos_acc": 1.0,
     },
-)
-def make_hf_token_tagger(
-    nlp: Language,
-    name: str,
-    model: str,
-    revision: Optional[str],
-    device: str,
-    dtype: str,
-    context: str,
-    max_length: Optional[int],
-    stride: Optional[int],
-    batch_size: int,
-    max_batch_subwords: int,
-    aggregation: str,
-    group_words: bool,
-    annotate: Optional[List[str]],
-    spans_key: str,
-    overwrite_ents: bool,
-    label_map: Dict[str, str],
-    ignore_labels: List[str],
-    threshold: float,
-    errors: str,
-    label_all_pieces: bool,
-    mixed_precision: str,
-    thread_batch_wait_ms: float,
-    scorer: Optional[Callable],
-) -> "HFTokenTagger":
-    """Build the component. The model itself loads lazily, on first use or
-    from_disk, so `spacy.load` of a saved pipeline never touches `model`."""
-    return HFTokenTagger(
-        nlp.vocab,
-        name=name,
-        model=model,
-        revision=revision,
-        device=device,
-        dtype=dtype,
-        context=context,
-        max_length=max_length,
-        stride=stride,
-        batch_size=batch_size,
-        max_batch_subwords=max_batch_subwords,
-        aggregation=aggregation,
-        group_words=group_words,
-        annotate=annotate,
-        spans_key=spans_key,
-        overwrite_ents=overwrite_ents,
-        label_map=label_map,
-        ignore_labels=ignore_labels,
-        threshold=threshold,
-        errors=errors,
-        label_all_pieces=label_all_pieces,
-        mixed_precision=mixed_precision,
-        thread_batch_wait_ms=thread_batch_wait_ms,
-        scorer=scorer,
-    )
+)(make_hf_token_tagger)
 
 
 def _placeholder_model(name: str) -> Model:
@@ -165,63 +126,24 @@ class HFTokenTagger(TrainablePipe):
         vocab: Vocab,
         *,
         name: str = "hf_token_tagger",
-        model: str,
-        revision: Optional[str] = None,
-        device: str = "auto",
-        dtype: str = "auto",
-        context: str = "sentence",
-        max_length: Optional[int] = None,
-        stride: Optional[int] = None,
-        batch_size: int = 32,
-        max_batch_subwords: int = 16384,
-        aggregation: str = "first",
-        group_words: bool = True,
-        annotate: Optional[List[str]] = None,
-        spans_key: str = "hf_ents",
-        overwrite_ents: bool = False,
-        label_map: Optional[Dict[str, str]] = None,
-        ignore_labels: Optional[List[str]] = None,
-        threshold: float = 0.0,
-        errors: str = "warn",
-        label_all_pieces: bool = False,
-        mixed_precision: str = "auto",
-        thread_batch_wait_ms: float = 2.0,
         scorer: Optional[Callable] = None,
+        **settings: Any,
     ) -> None:
+        """`settings` are those of `settings.Settings`, checked here."""
         register_extensions()
         self.vocab = vocab
         self.name = name
         self.model = _placeholder_model(name)
         self.scorer = scorer if scorer is not None else make_hf_tagger_scorer()
-        self.cfg: Dict[str, Any] = {
-            "model": model,
-            "revision": revision,
-            "device": device,
-            "dtype": dtype,
-            "context": context,
-            "max_length": max_length,
-            "stride": stride,
-            "batch_size": batch_size,
-            "max_batch_subwords": max_batch_subwords,
-            "aggregation": aggregation,
-            "group_words": group_words,
-            "annotate": list(annotate) if annotate is not None else None,
-            "spans_key": spans_key,
-            "overwrite_ents": overwrite_ents,
-            "label_map": dict(label_map or {}),
-            "ignore_labels": list(ignore_labels or []),
-            "threshold": threshold,
-            "errors": errors,
-            "label_all_pieces": label_all_pieces,
-            "mixed_precision": mixed_precision,
-            "thread_batch_wait_ms": thread_batch_wait_ms,
-            "resolved_commit": None,
-        }
-        validate_settings(self.cfg, AGGREGATIONS)
+        self.settings = Settings(**settings)
+        # What was settled at load time, not set: the hub commit of the weights
+        # and what `annotate` means for the model's labels.
+        self.resolved_commit: Optional[str] = None
+        self._annotate_resolved: Optional[List[str]] = None
         # Resolve the device now so a wrong value fails when the pipe is added.
-        self._device = resolve_device(device)
+        self._device = resolve_device(self.settings.device)
         # And the precision, which follows the device and the CPU's features.
-        self.precision: Precision = choose_precision(dtype, self._device)
+        self.precision: Precision = choose_precision(self.settings.dtype, self._device)
         self._loaded: Optional[LoadedModel] = None
         self._torch_step: Optional[fine_tuning.TorchStep] = None
         self.counters: Counter = Counter()
@@ -232,8 +154,13 @@ class HFTokenTagger(TrainablePipe):
         self._forward_lock = threading.Lock()
         self._counters_lock = threading.Lock()
         self._coalescer: Coalescer[Doc] = Coalescer(
-            self._annotate, wait=float(self.cfg["thread_batch_wait_ms"]) / 1000.0
+            self._annotate_docs, wait=float(self.settings.thread_batch_wait_ms) / 1000.0
         )
+
+    @property
+    def cfg(self) -> Mapping[str, Any]:  # type: ignore[override]
+        """The settings, read-only (a copy: change them through the config)."""
+        return MappingProxyType(copy.deepcopy(self.settings.as_dict()))
 
     # --------------------------------------------------------------------- model
 
@@ -272,11 +199,10 @@ class HFTokenTagger(TrainablePipe):
     @property
     def annotate(self) -> List[str]:
         """What the component writes, resolved against the model's labels."""
-        resolved = self.cfg.get("annotate_resolved")
-        if not resolved:
+        if self._annotate_resolved is None:
             self._ensure_loaded()
-            resolved = self.cfg["annotate_resolved"]
-        return list(resolved)
+        assert self._annotate_resolved is not None
+        return list(self._annotate_resolved)
 
     def _ensure_loaded(self) -> LoadedModel:
         loaded = self._loaded
@@ -285,28 +211,35 @@ class HFTokenTagger(TrainablePipe):
         with self._load_lock:
             if self._loaded is None:
                 source = load_source(
-                    self.cfg["model"],
-                    self.cfg["revision"],
+                    self.settings.model,
+                    self.settings.revision,
                     self.precision.weights,
                     require_head=True,
                 )
-                self.cfg["resolved_commit"] = source.resolved_commit
+                self.resolved_commit = source.resolved_commit
                 self._install(source.model, source.tokenizer)
         assert self._loaded is not None
         return self._loaded
 
     def _install(self, model: torch.nn.Module, tokenizer: Any) -> None:
-        loaded = install(model, tokenizer, self.cfg, self._device, self.precision)
+        loaded = install(
+            model,
+            tokenizer,
+            self.settings.max_length,
+            self.settings.stride,
+            self._device,
+            self.precision,
+        )
         logger.info(
             "%s: %s runs in %s on %s (%s)",
             self.name,
-            self.cfg["model"],
+            self.settings.model,
             self.precision.runs_in,
             self._device,
             self.precision.reason,
         )
-        self.cfg["annotate_resolved"] = resolve_annotate(
-            self.cfg["annotate"], loaded.scheme, self.cfg["label_map"]
+        self._annotate_resolved = resolve_annotate(
+            self.settings.annotate, loaded.scheme, self.settings.label_map
         )
         self._loaded = loaded
         self._torch_step = None
@@ -334,7 +267,7 @@ class HFTokenTagger(TrainablePipe):
         error_handler = self.get_error_handler()
         for docs in minibatch(stream, size=max(int(batch_size), PIPE_FILL)):
             try:
-                self._annotate(docs)
+                self._annotate_docs(docs)
                 yield from docs
             except Exception as error:  # as spaCy's own pipes: the handler decides
                 error_handler(self.name, self, docs, error)
@@ -342,9 +275,9 @@ class HFTokenTagger(TrainablePipe):
     @property
     def _follows_sentences(self) -> bool:
         """Whether the model sees each sentence (or line) on its own (context)."""
-        return self.cfg["context"] == "sentence"
+        return self.settings.context == "sentence"
 
-    def _annotate(self, docs: Sequence[Doc]) -> None:
+    def _annotate_docs(self, docs: Sequence[Doc]) -> None:
         self.set_annotations(docs, self.predict(docs))
 
     def _encode(self, docs: Sequence[Doc]) -> EncodedBatch:
@@ -359,18 +292,18 @@ class HFTokenTagger(TrainablePipe):
         loaded = self._ensure_loaded()
         encoded = self._encode(docs)
         batches = model_batches(
-            loaded, encoded, self.cfg["batch_size"], self.cfg["max_batch_subwords"], pack=True
+            loaded, encoded, self.settings.batch_size, self.settings.max_batch_subwords, pack=True
         )
         with self._forward_lock:
             piece_probs = piece_probabilities(loaded, encoded, batches)
         alignment = encoded.alignment
         token_probs = aggregate_token_probs(
-            piece_probs, alignment, self.cfg["aggregation"], loaded.continuation
+            piece_probs, alignment, self.settings.aggregation, loaded.continuation
         )
         prediction = BatchPrediction(
             token_probs, alignment.tokens_with_pieces(), alignment.tied_tokens(), encoded
         )
-        if loaded.scheme.is_entity and self.cfg["group_words"]:
+        if loaded.scheme.is_entity and self.settings.group_words:
             prediction.word_starts, prediction.glued = word_groups(
                 encoded.text,
                 encoded.token_starts,
@@ -397,15 +330,15 @@ class HFTokenTagger(TrainablePipe):
         encoded = predictions.encoded
         bounds = encoded.token_bounds.tolist()
         type_names = map_types(
-            scheme.entity_types, self.cfg["label_map"], self.cfg["ignore_labels"]
+            scheme.entity_types, self.settings.label_map, self.settings.ignore_labels
         )
-        spans_key = self.cfg["spans_key"] if "spans" in annotate else None
+        spans_key = self.settings.spans_key if "spans" in annotate else None
         prediction, below = predict_entities(
             scheme,
             predictions.token_probs,
             predictions.has_piece,
             type_names,
-            float(self.cfg["threshold"]),
+            float(self.settings.threshold),
             tied=predictions.tied,
             word_starts=predictions.word_starts,
             glued_punct=predictions.glued,
@@ -422,7 +355,7 @@ class HFTokenTagger(TrainablePipe):
                 doc_prediction,
                 set_ents="ents" in annotate,
                 spans_key=spans_key,
-                overwrite_ents=bool(self.cfg["overwrite_ents"]),
+                overwrite_ents=bool(self.settings.overwrite_ents),
                 token_idx=encoded.token_idx[bounds[i] : bounds[i + 1]],
             )
             counts["ents_conflicts"] += len(report.conflicts)
@@ -441,7 +374,7 @@ class HFTokenTagger(TrainablePipe):
         scheme = self._ensure_loaded().scheme
         encoded = predictions.encoded
         bounds = encoded.token_bounds.tolist()
-        names = tag_name_map(scheme, self.cfg["label_map"])
+        names = tag_name_map(scheme, self.settings.label_map)
         attrs = [a for a in self.annotate if a in ("tag", "pos")]
         tags, scores = predict_tags(scheme, predictions.token_probs, predictions.has_piece, names)
         for i, doc in enumerate(docs):
@@ -463,9 +396,9 @@ class HFTokenTagger(TrainablePipe):
             "`annotate` to keep them in doc.spans, set overwrite_ents=true to let the "
             'model win, or errors="ignore" to silence this.'
         )
-        if self.cfg["errors"] == "raise":
+        if self.settings.errors == "raise":
             raise AnnotationConflictError(message)
-        if self.cfg["errors"] == "warn":
+        if self.settings.errors == "warn":
             warnings.warn(message, stacklevel=4)
 
     # ----------------------------------------------------------------- training
@@ -481,11 +414,11 @@ class HFTokenTagger(TrainablePipe):
         (see `fine_tuning.choose_head`)."""
         validate_examples(get_examples(), "HFTokenTagger.initialize")
         source = load_source(
-            self.cfg["model"], self.cfg["revision"], self.precision.weights, require_head=False
+            self.settings.model, self.settings.revision, self.precision.weights, require_head=False
         )
-        self.cfg["resolved_commit"] = source.resolved_commit
+        self.resolved_commit = source.resolved_commit
         model = fine_tuning.choose_head(
-            self.cfg["model"], source, self.cfg["annotate"], get_examples, labels
+            self.settings.model, source, self.settings.annotate, get_examples, labels
         )
         self._install(model, source.tokenizer)
 
@@ -510,7 +443,7 @@ class HFTokenTagger(TrainablePipe):
             loaded.model,
             self._training_batches(examples),
             drop,
-            lambda: fine_tuning.autocast(self.cfg["mixed_precision"], loaded.device),
+            lambda: fine_tuning.autocast(self.settings.mixed_precision, loaded.device),
             lambda logits, targets: self.get_loss(examples, (logits, targets)),
         )
         if sgd not in (None, False):
@@ -530,10 +463,10 @@ class HFTokenTagger(TrainablePipe):
             self._ensure_loaded(),
             examples,
             tag_attr="POS" if "pos" in self.annotate else "TAG",
-            label_all_pieces=bool(self.cfg["label_all_pieces"]),
+            label_all_pieces=bool(self.settings.label_all_pieces),
             follow_sentences=self._follows_sentences,
-            batch_size=self.cfg["batch_size"],
-            max_batch_subwords=self.cfg["max_batch_subwords"],
+            batch_size=self.settings.batch_size,
+            max_batch_subwords=self.settings.max_batch_subwords,
         )
         self._count(train_unknown_labels=unknown)
         return batches
@@ -545,6 +478,20 @@ class HFTokenTagger(TrainablePipe):
         self._torch_step(sgd)
         self._ensure_loaded().weights_changed()
 
+    def score(self, examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
+        """Score what the component writes: the scorer gets every setting, the
+        labels and, once the model is loaded, `annotate_resolved` (what
+        `annotate` means for its labels); `kwargs` win."""
+        if self.scorer is None:
+            return {}
+        scorer_kwargs: Dict[str, Any] = {
+            **copy.deepcopy(self.settings.as_dict()),
+            "annotate_resolved": self._annotate_resolved,
+            "labels": self.labels,
+            **kwargs,
+        }
+        return self.scorer(examples, **scorer_kwargs)
+
     def add_label(self, label: str) -> int:
         raise NotImplementedError(
             "hf_token_tagger takes its labels from the training data in initialize(); "
@@ -554,35 +501,41 @@ class HFTokenTagger(TrainablePipe):
     # ------------------------------------------------------------ serialization
 
     def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = ()) -> None:
-        """Write settings and the whole model (safetensors + tokenizer) to `path`."""
+        """Write settings, labels and the resolved commit (`cfg.json`) and the
+        whole model (`model/`: safetensors + tokenizer) to `path`, but for the
+        parts named in `exclude` ("cfg", "model")."""
         loaded = self._ensure_loaded()
-        cfg = {k: v for k, v in self.cfg.items() if k != "annotate_resolved"}
-        write_folder(Path(path), loaded, cfg, self._resolved_label_map(loaded.scheme))
+        cfg = {**self.settings.as_dict(), "resolved_commit": self.resolved_commit}
+        label_map = self._resolved_label_map(loaded.scheme)
+        write_folder(Path(path), loaded, cfg, label_map, exclude=set(exclude))
 
     def _resolved_label_map(self, scheme: LabelScheme) -> Dict[str, Optional[str]]:
         if scheme.is_entity:
             return dict(
-                map_types(scheme.entity_types, self.cfg["label_map"], self.cfg["ignore_labels"])
+                map_types(scheme.entity_types, self.settings.label_map, self.settings.ignore_labels)
             )
-        return dict(tag_name_map(scheme, self.cfg["label_map"]))
+        return dict(tag_name_map(scheme, self.settings.label_map))
 
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = ()) -> "HFTokenTagger":
-        """Load settings and the model from `path` only: never from `model`'s hub id."""
-        saved, tokenizer, model = read_folder(Path(path), self.precision.weights)
+        """Load the model from `path`, never from `model`'s hub id; with "model"
+        excluded it loads from the `model` setting when first needed."""
+        exclude = set(exclude)
+        saved, tokenizer, model = read_folder(Path(path), self.precision.weights, exclude)
         # Settings come from the pipeline's config (config.cfg, plus any
         # overrides given to spacy.load); cfg.json only restores what the
         # config cannot know: which weights were resolved when it was saved.
-        self.cfg["resolved_commit"] = saved.get("resolved_commit")
-        if self.cfg.get("revision") is None:
-            self.cfg["revision"] = saved.get("revision")
-        self.cfg.pop("annotate_resolved", None)
+        self.resolved_commit = saved.get("resolved_commit")
+        if self.settings.revision is None and saved.get("revision") is not None:
+            self.settings = self.settings.replace(revision=saved["revision"])
+        if model is None:
+            return self
         self._install(model, tokenizer)
         return self
 
     def to_bytes(self, *, exclude: Iterable[str] = ()) -> bytes:
         """The same folder as to_disk, packed as a msgpack map of file contents."""
-        return folder_to_bytes(self.to_disk)
+        return folder_to_bytes(lambda path: self.to_disk(path, exclude=exclude))
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = ()) -> "HFTokenTagger":
-        bytes_to_folder(bytes_data, self.from_disk)
+        bytes_to_folder(bytes_data, lambda path: self.from_disk(path, exclude=exclude))
         return self

@@ -1,14 +1,22 @@
-"""The component's settings: defaults, validation, and what `annotate` means for a model.
+"""The component's settings, written once: defaults, meaning, validation, and
+the factory's signature all come from `Settings`.
 
 Settings are checked when the pipe is added, so a wrong value fails with a
 message naming it and the fix, before any model is loaded. What to annotate
 can only be settled once the model's labels are known (`resolve_annotate`).
+The README's settings table is `settings_table()`; a test holds them equal,
+and the configs in `configs/` to the same defaults.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional
+import dataclasses
+import inspect
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, get_type_hints
 
+from .align.pieces import AGGREGATIONS
 from .errors import ConfigError
 from .labels.decoding import tag_name_map
 from .labels.schemes import UPOS_TAGS, LabelScheme
@@ -17,39 +25,165 @@ ANNOTATE_CHOICES = ("ents", "spans", "tag", "pos")
 ERROR_POLICIES = ("raise", "warn", "ignore")
 CONTEXTS = ("sentence", "document")
 MIXED_PRECISION_CHOICES = ("auto", "float32", "bfloat16", "float16")
-
-DEFAULT_CONFIG: Dict[str, Any] = {
-    "model": "",
-    "revision": None,
-    "device": "auto",
-    "dtype": "auto",
-    "context": "sentence",
-    "max_length": None,
-    "stride": None,
-    "batch_size": 32,
-    "max_batch_subwords": 16384,
-    "aggregation": "first",
-    "group_words": True,
-    "annotate": None,
-    "spans_key": "hf_ents",
-    "overwrite_ents": False,
-    "label_map": {},
-    "ignore_labels": [],
-    "threshold": 0.0,
-    "errors": "warn",
-    "label_all_pieces": False,
-    "mixed_precision": "auto",
-    "thread_batch_wait_ms": 2.0,
-    "scorer": {"@scorers": "spacy_hf_tagger.scorer.v1"},
-}
+SCORER = {"@scorers": "spacy_hf_tagger.scorer.v1"}
+SCORER_MEANING = (
+    "what `spacy evaluate` and `spacy train` report, following what the component "
+    "writes (`annotate`): entity P/R/F, span-group P/R/F, tag/POS accuracy"
+)
 
 
+def _setting(default: Any, meaning: str) -> Any:
+    """A field with its default and its one-line meaning (the README's table)."""
+    if isinstance(default, (dict, list)):
+        return field(
+            default_factory=lambda: type(default)(default), metadata={"meaning": meaning}
+        )
+    return field(default=default, metadata={"meaning": meaning})
 
-def validate_settings(cfg: Mapping[str, Any], aggregations: tuple) -> None:
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of `hf_token_tagger` but `scorer` (a registered function)."""
+
+    model: str = _setting(
+        "", "hub id or local folder (`save_pretrained` output, fast tokenizer)"
+    )
+    revision: Optional[str] = _setting(
+        None, "hub revision; the resolved commit is saved with the pipeline"
+    )
+    device: str = _setting(
+        "auto", '`"auto"`, `"cpu"`, `"cuda"`, `"cuda:N"`, `"mps"` (no CuPy needed)'
+    )
+    dtype: str = _setting(
+        "auto",
+        '`"float32"`, `"bfloat16"`, `"float16"`, `"int8"` (CPU); auto = bf16 on a CPU '
+        "with native bf16, else fp32; bf16/fp16 on GPU (see [precision](docs/precision.md))",
+    )
+    context: str = _setting(
+        "sentence",
+        '`"sentence"`: the model sees each sentence (from an earlier component) or line '
+        'on its own, as sentence-trained models need; `"document"`: each doc whole, in '
+        "windows across sentences",
+    )
+    max_length: Optional[int] = _setting(
+        None, "subwords per window incl. special tokens; null = the model's"
+    )
+    stride: Optional[int] = _setting(
+        None, "window overlap in subwords; null = a quarter of the window, at most 128"
+    )
+    batch_size: int = _setting(32, "windows per forward pass")
+    max_batch_subwords: int = _setting(16384, "padded subwords per forward pass")
+    aggregation: str = _setting(
+        "first", "how a token combines its pieces: `first`, `average`, `max`"
+    )
+    group_words: bool = _setting(
+        True,
+        'tokens joined by an infix hyphen/slash ("al-Boushi") share their first token\'s '
+        'entity label, and glued punctuation (the "." of "1.") cannot begin an entity: '
+        "first-subword models were trained on such words whole "
+        "(`spacy_hf_tagger/align/words.py`)",
+    )
+    annotate: Optional[List[str]] = _setting(
+        None,
+        "any of `ents`, `spans`, `tag`, `pos`; null = `[\"ents\",\"spans\"]` for entity "
+        'models, `["pos"]` for UPOS models, `["tag"]` for other tag sets',
+    )
+    spans_key: str = _setting(
+        "hf_ents", 'the `doc.spans` group (scores in `.attrs["scores"]`)'
+    )
+    overwrite_ents: bool = _setting(
+        False, "true: model entities replace overlapping existing ones"
+    )
+    label_map: Dict[str, str] = _setting(
+        {}, 'rename types/tags, e.g. `{"PER": "PERSON"}`'
+    )
+    ignore_labels: List[str] = _setting([], "types to drop (model name or mapped name)")
+    threshold: float = _setting(
+        0.0,
+        "drop entities whose score (mean over its tokens of the model's probability for "
+        "the entity's type) is below it",
+    )
+    errors: str = _setting(
+        "warn", "`raise`, `warn` or `ignore` for predictions that cannot be written"
+    )
+    label_all_pieces: bool = _setting(
+        False, "training: also put loss on a token's non-first pieces"
+    )
+    mixed_precision: str = _setting(
+        "auto", "training autocast: auto = bf16/fp16 on CUDA, fp32 on CPU"
+    )
+    thread_batch_wait_ms: float = _setting(
+        2.0,
+        "concurrent `nlp(text)` calls from several threads are annotated as one batch; "
+        "while calls are concurrent, a batch waits up to this long for as many callers "
+        "as the last batch held (a lone caller never waits); 0 = no wait "
+        "([serving](docs/serving.md))",
+    )
+
+    def __post_init__(self) -> None:
+        # Lists and maps arrive as spaCy's config types; keep plain, owned copies.
+        if self.annotate is not None and not isinstance(self.annotate, str):
+            object.__setattr__(self, "annotate", list(self.annotate))
+        object.__setattr__(self, "label_map", dict(self.label_map or {}))
+        object.__setattr__(self, "ignore_labels", list(self.ignore_labels or []))
+        validate_settings(self.as_dict())
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The settings as `pipe.cfg` shows them and cfg.json saves them."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def default_config() -> Dict[str, Any]:
+    """The factory's `default_config`: every setting's default, and the scorer."""
+    defaults = Settings().as_dict()
+    defaults["scorer"] = dict(SCORER)
+    return defaults
+
+
+def factory_signature() -> inspect.Signature:
+    """`make_hf_token_tagger(nlp, name, <every setting>, scorer)`, typed from
+    `Settings`: spaCy validates a config against this signature."""
+    from spacy.language import Language
+
+    hints = get_type_hints(Settings)
+    params = [
+        inspect.Parameter("nlp", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Language),
+        inspect.Parameter("name", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str),
+    ]
+    params += [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name])
+        for f in dataclasses.fields(Settings)
+    ]
+    params.append(
+        inspect.Parameter(
+            "scorer", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Callable]
+        )
+    )
+    return inspect.Signature(params)
+
+
+def _cell(value: Any) -> str:
+    return f"`{json.dumps(value)}`"
+
+
+def settings_table() -> str:
+    """The README's settings table (markdown), from `Settings`."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for f in dataclasses.fields(Settings):
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        rows.append(f"| `{f.name}` | {_cell(default)} | {f.metadata['meaning']} |")
+    rows.append(f"| `scorer` | {_cell(SCORER)} | {SCORER_MEANING} |")
+    return "\n".join(rows)
+
+
+def validate_settings(cfg: Mapping[str, Any]) -> None:
     """Raise ConfigError for the first setting that cannot work."""
-    if cfg["aggregation"] not in aggregations:
+    if cfg["aggregation"] not in AGGREGATIONS:
         raise ConfigError(
-            f"aggregation={cfg['aggregation']!r} is not known: use one of {aggregations}."
+            f"aggregation={cfg['aggregation']!r} is not known: use one of {AGGREGATIONS}."
         )
     if cfg["context"] not in CONTEXTS:
         raise ConfigError(
@@ -98,6 +232,7 @@ def validate_settings(cfg: Mapping[str, Any], aggregations: tuple) -> None:
             f"thread_batch_wait_ms={wait!r} must be a number of milliseconds from 0 to 1000 "
             "(how long concurrent calls wait for each other before a batch starts)."
         )
+
 
 
 def is_upos(scheme: LabelScheme) -> bool:

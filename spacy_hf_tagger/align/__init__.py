@@ -1,6 +1,6 @@
 """Where subword pieces, spaCy tokens, words, sentences and windows meet.
 
 Pure functions over numpy arrays and spaCy Docs: no torch, no transformers
-(tests/test_pure_wings.py fails if one is imported here), so every
+(tests/test_layout.py fails if one is imported here), so every
 rule is tested without a model.
 """

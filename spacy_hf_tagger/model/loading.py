@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -138,14 +138,18 @@ def load_source(
 
 
 def window_size(
-    tokenizer: Any, model: torch.nn.Module, special: inputs.SpecialTokens, cfg: Mapping[str, Any]
+    tokenizer: Any,
+    model: torch.nn.Module,
+    special: inputs.SpecialTokens,
+    max_length: Optional[int],
+    stride: Optional[int],
 ) -> Tuple[int, int]:
     """Pieces of text per window and the overlap between windows.
 
     The window holds `max_length` (else the model's limit) minus the special
     tokens; the overlap is `stride`, else a quarter of the window, at most 128.
     """
-    limit = cfg["max_length"] or inputs.max_input_length(tokenizer, model.config)
+    limit = max_length or inputs.max_input_length(tokenizer, model.config)
     positions = inputs.position_limit(model.config)
     if positions is not None and limit > positions:
         raise ConfigError(
@@ -159,7 +163,6 @@ def window_size(
             f"max_length={limit} leaves no room for text after the model's "
             f"{special.count} special tokens; raise max_length."
         )
-    stride = cfg["stride"]
     if stride is None:
         stride = min(content // 4, 128)
     if stride >= content:
@@ -173,7 +176,8 @@ def window_size(
 def install(
     model: torch.nn.Module,
     tokenizer: Any,
-    cfg: Mapping[str, Any],
+    max_length: Optional[int],
+    stride: Optional[int],
     device: torch.device,
     precision: Precision,
 ) -> LoadedModel:
@@ -183,7 +187,7 @@ def install(
     model.eval()
     inputs.prepare_for_encoding(tokenizer)
     special = inputs.special_tokens(tokenizer, inputs.forward_inputs(model))
-    content, stride = window_size(tokenizer, model, special, cfg)
+    content, stride = window_size(tokenizer, model, special, max_length, stride)
     causal = inputs.sees_only_left_context(model, tokenizer, special, device)
     # Padding is what costs on a CPU; accelerators run padded rows nearly free
     # and their fastest attention kernels take no block mask.

@@ -13,7 +13,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 import srsly
 import torch
@@ -26,32 +26,56 @@ MODEL_DIR = "model"
 CFG_FILE = "cfg.json"
 
 
+PARTS = frozenset({"cfg", "model"})
+
+
 def write_folder(
-    path: Path, loaded: LoadedModel, cfg: Dict[str, Any], label_map: Dict[str, Optional[str]]
+    path: Path,
+    loaded: LoadedModel,
+    cfg: Dict[str, Any],
+    label_map: Dict[str, Optional[str]],
+    exclude: Iterable[str] = (),
 ) -> None:
-    """Write the model (in the dtype it runs in; float32 stays bit exact) and cfg.json."""
+    """Write the model (in the dtype it runs in; float32 stays bit exact) and
+    cfg.json, but for the parts named in `exclude` ("model", "cfg")."""
     path.mkdir(parents=True, exist_ok=True)
-    model_dir = path / MODEL_DIR
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    hub.save_model(loaded.model, loaded.tokenizer, model_dir)
-    saved = dict(cfg)
-    saved["labels"] = list(loaded.scheme.labels)
-    saved["label_scheme"] = loaded.scheme.kind
-    saved["resolved_label_map"] = label_map
-    (path / CFG_FILE).write_text(json.dumps(saved, indent=2, sort_keys=True), "utf8")
+    if "model" not in exclude:
+        model_dir = path / MODEL_DIR
+        if model_dir.exists():
+            shutil.rmtree(model_dir)
+        hub.save_model(loaded.model, loaded.tokenizer, model_dir)
+    if "cfg" not in exclude:
+        saved = dict(cfg)
+        saved["labels"] = list(loaded.scheme.labels)
+        saved["label_scheme"] = loaded.scheme.kind
+        saved["resolved_label_map"] = label_map
+        (path / CFG_FILE).write_text(json.dumps(saved, indent=2, sort_keys=True), "utf8")
 
 
-def read_folder(path: Path, dtype: torch.dtype) -> Tuple[Dict[str, Any], Any, torch.nn.Module]:
-    """The saved cfg.json, tokenizer and model of a component folder."""
+def read_folder(
+    path: Path, dtype: torch.dtype, exclude: Iterable[str] = ()
+) -> Tuple[Dict[str, Any], Any, Optional[torch.nn.Module]]:
+    """The saved cfg.json ({} when excluded), tokenizer and model (None, None
+    when "model" is excluded) of a component folder."""
+    exclude = set(exclude)
     cfg_path = path / CFG_FILE
     model_dir = path / MODEL_DIR
-    if not cfg_path.exists() or not model_dir.is_dir():
-        raise ModelLoadError(
-            f"{path} is not a saved hf_token_tagger: expected {CFG_FILE} and a "
-            f"{MODEL_DIR}/ folder there. Was the pipeline saved with nlp.to_disk?"
+    missing = [
+        name
+        for part, name, there in (
+            ("cfg", CFG_FILE, cfg_path.is_file()),
+            ("model", f"{MODEL_DIR}/", model_dir.is_dir()),
         )
-    saved = json.loads(cfg_path.read_text("utf8"))
+        if part not in exclude and not there
+    ]
+    if missing:
+        raise ModelLoadError(
+            f"{path} is not a saved hf_token_tagger: expected {' and '.join(missing)} "
+            "there. Was the pipeline saved with nlp.to_disk?"
+        )
+    saved = json.loads(cfg_path.read_text("utf8")) if "cfg" not in exclude else {}
+    if "model" in exclude:
+        return saved, None, None
     tokenizer = hub.load_tokenizer(str(model_dir), None, local_only=True)
     model, _ = hub.load_model(str(model_dir), None, local_only=True, dtype=dtype)
     return saved, tokenizer, model

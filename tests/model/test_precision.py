@@ -203,13 +203,13 @@ def test_pipe_fills_its_own_batches_whatever_spacy_passes(
     tagger = nlp.get_pipe("hf_token_tagger")
     reference = _entities(nlp, TEXTS)
     sizes: List[int] = []
-    annotate = tagger._annotate
+    annotate = tagger._annotate_docs
 
     def counting(docs: Any) -> None:
         sizes.append(len(docs))
         annotate(docs)
 
-    monkeypatch.setattr(tagger, "_annotate", counting)
+    monkeypatch.setattr(tagger, "_annotate_docs", counting)
     texts = TEXTS * (PIPE_FILL // len(TEXTS) + 2)
     docs = list(nlp.pipe(texts, batch_size=1))
     assert sizes == [PIPE_FILL, len(texts) - PIPE_FILL]
@@ -228,7 +228,7 @@ def test_pipe_errors_go_to_the_error_handler(tiny_models: TinyModelFactory) -> N
     def broken(docs: Any) -> None:
         raise RuntimeError("boom")
 
-    tagger._annotate = broken  # type: ignore[method-assign]
+    tagger._annotate_docs = broken  # type: ignore[method-assign]
     with pytest.raises(RuntimeError, match="boom"):
         list(nlp.pipe(TEXTS[:3]))
     seen: List[int] = []
