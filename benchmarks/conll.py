@@ -7,7 +7,10 @@ Everything here is pure (no model, no spaCy) and works on plain Python values:
   documents of sentences of ``(word, tag)``.
 * :func:`decode_spans` turns a tag sequence into entity spans with the conlleval
   rule (a span starts at ``B-X``, or at ``I-X`` when the previous token's type is
-  not ``X``), so IOB1 and IOB2 decode the same way.
+  not ``X``), so IOB1 and IOB2 decode the same way. It is deliberately a second,
+  independent writing of the rule the package owns (``labels.schemes``): the
+  benchmarks score the package and its peers, so their gold spans and their
+  scoring must not come from the code under test.
 * :func:`render_sentence` / :func:`render_texts` build the evaluation texts,
   either "spaced" (tokens joined by single spaces) or "natural" (punctuation
   attached as written), one text per document (sentences joined by ``"\\n"``) or

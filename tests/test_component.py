@@ -4,7 +4,7 @@ Why: the unit tests check each pure step (alignment, windows, decoding) in isola
 these run the whole component through spaCy, the way a user does, on tiny models of
 every tokenizer family that were trained to memorise ``training_sentences()``, so the
 expected entities are known exactly. They pin the invariants and pitfalls of
-DESIGN.md sections 2 and 3: gold entities through every family, hf_bio agreeing with
+docs/design.md sections 2 and 3: gold entities through every family, hf_bio agreeing with
 doc.ents, long texts never truncated, the same output however docs are batched,
 chaining with rule components (nothing lost silently), label schemes (BIOES, IO,
 hyphenated types, POS/tag sets), DocBin round trips, and a real checkpoint on natural
@@ -733,8 +733,9 @@ def test_no_entity_boundary_inside_a_piece(
     text: str, expected: List[Tuple[str, str]], tiny_models: TinyModelFactory
 ) -> None:
     """A token covered only by a piece that began in the previous token cannot start
-    an entity of its own (DESIGN: "in the later ones it can only continue an
-    entity"): no entity boundary inside one piece, no entity starting on whitespace."""
+    an entity of its own (docs/design.md section 3, pitfall 2: "in the later ones it can
+    only continue an entity"): no entity boundary inside one piece, no entity starting
+    on whitespace."""
     nlp = _nlp(tiny_models("wordpiece-cased"))
     tagger = nlp.get_pipe("hf_token_tagger")
     encoding = tagger.tokenizer.backend_tokenizer.encode(text, add_special_tokens=False)

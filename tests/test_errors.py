@@ -1,11 +1,11 @@
 """Bad configuration and odd input: clear errors that name the value, or no error.
 
-Why (DESIGN.md section 6, "bad configuration gets a clear error naming the value and
-the fix", and pitfall 6, "silent failure"): a wrong path, a base encoder without a
-head, a slow tokenizer, a label set that is neither entities nor tags, a device that
-does not exist or a misspelt setting must fail loudly, early and with a message that
-says what was wrong, never turn into empty annotations. Odd but valid texts (empty,
-whitespace, emoji, control characters, mixed scripts) must simply work.
+Why (docs/design.md section 6, "bad configuration gets a clear error naming the value
+and the fix", and section 3 pitfall 6, "silent failure"): a wrong path, a base encoder
+without a head, a slow tokenizer, a label set that is neither entities nor tags, a
+device that does not exist or a misspelt setting must fail loudly, early and with a
+message that says what was wrong, never turn into empty annotations. Odd but valid
+texts (empty, whitespace, emoji, control characters, mixed scripts) must simply work.
 """
 
 from __future__ import annotations

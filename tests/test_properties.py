@@ -1,4 +1,4 @@
-"""Property tests of the invariants in DESIGN.md section 2, over arbitrary text.
+"""Property tests of the invariants in docs/design.md section 2, over arbitrary text.
 
 Why: alignment bugs hide in the text nobody writes in a unit test: emoji and ZWJ
 sequences, combining marks, control characters the tokenizer drops, whitespace runs

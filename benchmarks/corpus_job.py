@@ -11,8 +11,8 @@ rendering) written as JSONL, rounds alternate:
 Each keeps its best round; the model is loaded once, outside the timings.
 Bar: annotate's words/s >= 0.9x pipe's (overhead <= 10%).
 
-    python benchmarks/annotate.py
-    python benchmarks/annotate.py --repeat 5 --output parquet
+    python benchmarks/corpus_job.py
+    python benchmarks/corpus_job.py --repeat 5 --output parquet
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Annotate texts with a saved pipeline and write an HTML page a person can read.
 
-    python scripts/annotate.py PIPELINE TEXTS.txt OUT.html [--metrics METRICS.json]
+    python scripts/demo_page.py PIPELINE TEXTS.txt OUT.html [--metrics METRICS.json]
         [--title TITLE]
 
 One text per line. The page shows the pipeline's test metrics (overall and per
