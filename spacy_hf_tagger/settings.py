@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, get_type_hints
 from .align.pieces import AGGREGATIONS
 from .errors import ConfigError
 from .labels.decoding import tag_name_map
-from .labels.schemes import UPOS_TAGS, LabelScheme
+from .labels.schemes import UPOS_TAGS, LabelScheme, is_upos
 
 ANNOTATE_CHOICES = ("ents", "spans", "tag", "pos")
 ERROR_POLICIES = ("raise", "warn", "ignore")
@@ -233,11 +233,6 @@ def validate_settings(cfg: Mapping[str, Any]) -> None:
             "(how long concurrent calls wait for each other before a batch starts)."
         )
 
-
-
-def is_upos(scheme: LabelScheme) -> bool:
-    """A tag set inside the Universal POS tags is written to `token.pos_`."""
-    return set(scheme.labels) <= UPOS_TAGS | {"_"}
 
 
 def resolve_annotate(

@@ -104,6 +104,11 @@ class LabelScheme:
         return mapping
 
 
+def is_upos(scheme: LabelScheme) -> bool:
+    """A tag set inside the Universal POS tags is written to `token.pos_`."""
+    return set(scheme.labels) <= UPOS_TAGS | {"_"}
+
+
 def read_label_scheme(id2label: Mapping[int, str]) -> LabelScheme:
     """Infer the label scheme from a model config's `id2label`.
 

@@ -24,13 +24,12 @@ from spacy.training import Example
 from thinc.api import Optimizer
 
 from ..errors import ConfigError, ModelLoadError
-from ..labels.schemes import LabelScheme, iob_labels, read_label_scheme
+from ..labels.schemes import LabelScheme, iob_labels, is_upos, read_label_scheme
 from ..labels.targets import IGNORE_INDEX, biluo_to_scheme_ids, piece_targets, tags_to_ids
 from ..model import hub
 from ..model.forward import encode_docs, model_batches, window_targets
 from ..model.loading import LoadedModel, Source
 from ..model.precision import FLOAT_DTYPES
-from ..settings import is_upos
 
 Batch = Tuple[Dict[str, torch.Tensor], torch.Tensor]
 
