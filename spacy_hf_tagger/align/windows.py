@@ -101,7 +101,7 @@ def segment_windows(
     return windows
 
 
-def pack_batches(
+def plan_batches(
     lengths: Sequence[int],
     batch_size: int,
     max_batch_pieces: int,

@@ -13,7 +13,7 @@ import torch
 from spacy.tokens import Doc
 
 from ..align.batch import EncodedBatch, encode_batch
-from ..align.windows import Window, pack_batches, segment_windows
+from ..align.windows import Window, plan_batches, segment_windows
 from .inputs import build_batch, encode_texts
 from .loading import LoadedModel
 from .packing import packed_inputs, packing_pays
@@ -77,7 +77,7 @@ def model_batches(
         # Filled in turn, longest first (no least-padding split: a batch that
         # packs pads little, and one that would not is run padded below).
         lengths = [w.length + loaded.special.count for w in windows]
-        for batch in pack_batches(lengths, batch_size, max_batch_subwords):
+        for batch in plan_batches(lengths, batch_size, max_batch_subwords):
             members = [windows[i] for i in batch]
             rows = [piece_ids[w.text_index][w.start : w.end] for w in members]
             if packing_pays([lengths[i] for i in batch], max_row=layout.max_row):
@@ -89,7 +89,7 @@ def model_batches(
                 yield _padded(loaded, members, rows)
         return
     on_cpu = loaded.device.type == "cpu"
-    batches = pack_batches(
+    batches = plan_batches(
         [w.length for w in windows],
         batch_size,
         max_batch_subwords,

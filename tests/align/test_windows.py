@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from spacy_hf_tagger.align.windows import (
     Window,
     make_windows,
-    pack_batches,
+    plan_batches,
     plan_windows,
     segment_windows,
 )
@@ -147,34 +147,34 @@ def test_make_windows():
     assert make_windows([], 10, 4) == []
 
 
-# --- pack_batches --------------------------------------------------------------------
+# --- plan_batches --------------------------------------------------------------------
 
 
 def test_pack_by_batch_size_longest_first():
-    assert list(pack_batches([3, 10, 7, 10, 1], 2, 100)) == [[1, 3], [2, 0], [4]]
+    assert list(plan_batches([3, 10, 7, 10, 1], 2, 100)) == [[1, 3], [2, 0], [4]]
 
 
 def test_pack_by_budget():
-    assert list(pack_batches([3, 10, 7, 10, 1], 2, 15)) == [[1], [3], [2, 0], [4]]
+    assert list(plan_batches([3, 10, 7, 10, 1], 2, 15)) == [[1], [3], [2, 0], [4]]
     # padded size is rows × longest row: 3 rows of 5 fit 15, a fourth does not
-    assert list(pack_batches([5, 5, 5, 5, 1], 10, 15)) == [[0, 1, 2], [3, 4]]
+    assert list(plan_batches([5, 5, 5, 5, 1], 10, 15)) == [[0, 1, 2], [3, 4]]
 
 
 def test_pack_oversize_window_alone():
-    assert list(pack_batches([50, 2, 60], 8, 10)) == [[2], [0], [1]]
+    assert list(plan_batches([50, 2, 60], 8, 10)) == [[2], [0], [1]]
 
 
 def test_pack_zero_length_counts_as_one():
-    assert list(pack_batches([0, 0, 0], 8, 2)) == [[0, 1], [2]]
+    assert list(plan_batches([0, 0, 0], 8, 2)) == [[0, 1], [2]]
 
 
 def test_pack_empty():
-    assert list(pack_batches([], 4, 100)) == []
+    assert list(plan_batches([], 4, 100)) == []
 
 
 def test_pack_bad_batch_size():
     with pytest.raises(ValueError, match="batch_size"):
-        list(pack_batches([1, 2], 0, 100))
+        list(plan_batches([1, 2], 0, 100))
 
 
 @settings(max_examples=100, deadline=None)
@@ -184,7 +184,7 @@ def test_pack_bad_batch_size():
     budget=st.integers(1, 300),
 )
 def test_pack_invariants(lengths, batch_size, budget):
-    batches = list(pack_batches(lengths, batch_size, budget))
+    batches = list(plan_batches(lengths, batch_size, budget))
     flat = [i for batch in batches for i in batch]
     # every index exactly once
     assert sorted(flat) == list(range(len(lengths)))
@@ -222,7 +222,7 @@ def _brute_force_cost(lengths, batch_size, budget, overhead):
     st.integers(1, 40),
 )
 def test_least_padding_split_is_optimal_and_within_limits(lengths, batch_size, budget, overhead):
-    batches = list(pack_batches(lengths, batch_size, budget, overhead))
+    batches = list(plan_batches(lengths, batch_size, budget, overhead))
     flat = [i for b in batches for i in b]
     assert flat == sorted(range(len(lengths)), key=lambda i: -lengths[i])
     cost = 0
@@ -237,10 +237,10 @@ def test_least_padding_split_is_optimal_and_within_limits(lengths, batch_size, b
 def test_least_padding_split_separates_an_outlier():
     # 31 short sentences and one long one: padding all to 80 wastes most of the batch.
     lengths = [15] * 31 + [80]
-    batches = list(pack_batches(lengths, 32, 16384, 32))
+    batches = list(plan_batches(lengths, 32, 16384, 32))
     assert batches[0] == [31]
     assert sorted(batches[1]) == list(range(31))
-    assert list(pack_batches(lengths, 32, 16384)) == [[31, *range(31)]]
+    assert list(plan_batches(lengths, 32, 16384)) == [[31, *range(31)]]
 
 
 # --- exact cases for causal models, segments and the least-padding limits ------------
@@ -286,11 +286,11 @@ def test_segment_windows_stay_inside_their_segment():
 
 
 def test_least_padding_split_allows_a_batch_of_exactly_the_budget():
-    assert list(pack_batches([4, 4], 2, 8, 1)) == [[0, 1]]
-    assert list(pack_batches([4, 5], 2, 8, 1)) == [[1], [0]]
+    assert list(plan_batches([4, 4], 2, 8, 1)) == [[0, 1]]
+    assert list(plan_batches([4, 5], 2, 8, 1)) == [[1], [0]]
 
 
 def test_least_padding_split_counts_short_windows_as_they_are():
     # Two one-piece windows fill a budget of 2 together.
-    assert list(pack_batches([1, 1], 2, 2, 1)) == [[0, 1]]
-    assert list(pack_batches([0, 1], 2, 2, 1)) == [[1, 0]]
+    assert list(plan_batches([1, 1], 2, 2, 1)) == [[0, 1]]
+    assert list(plan_batches([0, 1], 2, 2, 1)) == [[1, 0]]

@@ -10,11 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spacy_hf_tagger.labels.schemes import (
+    UPOS_TAGS,
     DecodedSpan,
     LabelScheme,
     LabelSchemeError,
     decode_spans,
     iob_labels,
+    is_upos,
     map_types,
     read_label_scheme,
     spans_of_tags,
@@ -500,3 +502,10 @@ def test_spans_of_tags_is_conlleval_on_iob(tags):
 def test_spans_of_tags_refuses_tags_without_prefixes():
     with pytest.raises(LabelSchemeError, match=r"\['PER'\]"):
         spans_of_tags(["PER", "O"])
+
+
+def test_is_upos_reads_only_tag_sets_inside_the_universal_tags():
+    assert is_upos(scheme_of(["NOUN", "VERB", "_"]))
+    assert is_upos(scheme_of(sorted(UPOS_TAGS)))
+    assert not is_upos(scheme_of(["NOUN", "NN"]))
+    assert not is_upos(scheme_of(["O", "B-PER", "I-PER"]))

@@ -1,4 +1,4 @@
-"""Training batches of sentences sized in words, the step schedule, and where sentences start.
+"""Training batches of sentences sized in words, and the step schedule.
 
 Why: the shipped training configs must work for any corpus shape (one sentence per
 Doc, `spacy convert -n 10`, whole documents). Batches of Docs made the number of
@@ -21,7 +21,6 @@ from spacy.training import Example
 from spacy.util import load_config, registry
 from tiny_models import training_sentences
 
-from spacy_hf_tagger.align.sentences import line_break_starts, segment_starts
 from spacy_hf_tagger.training.batcher import make_sentence_batcher, sentence_batches, split_example
 from spacy_hf_tagger.training.schedules import make_warmup_linear, warmup_steps
 
@@ -58,31 +57,6 @@ def example_of(ref: Doc) -> Example:
 
 def ents_of(eg: Example) -> List[Tuple[str, str]]:
     return [(e.text, e.label_) for e in eg.reference.ents]
-
-
-# --- where sentences start ---------------------------------------------------------
-
-
-def test_line_break_starts_skip_whitespace_tokens():
-    doc = NLP("Paris is big.\n\nBerlin too \n and Rome.\r\nEnd")
-    starts = segment_starts(doc)
-    assert [t.text for t, s in zip(doc, starts) if s] == ["Paris", "Berlin", "and", "End"]
-
-
-def test_line_break_starts_restart_at_each_doc():
-    # Two docs numbered as one sequence: "a\nb" and "c"; "c" starts its doc, not a line.
-    text = "a\nbc"
-    starts = np.array([0, 2, 3])
-    ends = np.array([1, 3, 4])
-    got = line_break_starts(text, starts, ends, doc_starts=np.array([True, False, True]))
-    assert got.tolist() == [False, True, False]
-
-
-def test_sentence_starts_from_a_sentencizer_and_lines():
-    nlp = spacy.blank("en")
-    nlp.add_pipe("sentencizer")
-    doc = nlp("One here. Two there\nthree.")
-    assert [t.text for t, s in zip(doc, segment_starts(doc)) if s] == ["One", "Two", "three"]
 
 
 # --- split_example ------------------------------------------------------------------
