@@ -485,7 +485,7 @@ class HFTokenTagger(TrainablePipe):
         if self.scorer is None:
             return {}
         scorer_kwargs: Dict[str, Any] = {
-            **copy.deepcopy(self.settings.as_dict()),
+            **self.cfg,
             "annotate_resolved": self._annotate_resolved,
             "labels": self.labels,
             **kwargs,

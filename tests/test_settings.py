@@ -7,7 +7,7 @@ import dataclasses
 import inspect
 import re
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, get_type_hints
 
 import pytest
 import spacy
@@ -54,8 +54,8 @@ def test_each_config_names_every_setting_with_its_default_or_a_stated_choice(nam
 def test_the_factory_signature_is_the_settings_and_the_scorer() -> None:
     params = inspect.signature(make_hf_token_tagger).parameters
     assert list(params) == ["nlp", "name", *SETTING_NAMES, "scorer"]
-    hints = {f.name: f.type for f in dataclasses.fields(Settings)}
-    assert hints.keys() <= params.keys()
+    hints = get_type_hints(Settings)
+    assert {name: params[name].annotation for name in SETTING_NAMES} == hints
     meta = spacy.Language.get_factory_meta("hf_token_tagger")
     assert meta.default_config == default_config()
 
