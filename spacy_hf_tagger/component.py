@@ -38,6 +38,7 @@ from typing import (
     Union,
 )
 
+import numpy as np
 import torch
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
@@ -55,8 +56,17 @@ from .labels.decoding import predict_entities, predict_tags, split_by_doc, tag_n
 from .labels.schemes import LabelScheme, map_types
 from .labels.writing import register_extensions, write_entities, write_tags
 from .model.device import resolve_device
-from .model.forward import encode_docs, model_batches, piece_probabilities
+from .model.forward import (
+    BatchShape,
+    ModelBatch,
+    PreparedDocs,
+    batch_shape,
+    encode_docs,
+    model_batches,
+    piece_probabilities,
+)
 from .model.loading import LoadedModel, install, load_source
+from .model.overlap import CHARS_PER_SUBWORD, doc_chunks, overlaps, run_overlapped
 from .model.persistence import bytes_to_folder, folder_to_bytes, read_folder, write_folder
 from .model.precision import Precision, choose_precision
 from .serving.coalescing import Coalescer
@@ -69,7 +79,6 @@ logger = logging.getLogger("spacy_hf_tagger")
 PIPE_FILL = 256
 
 __all__ = ["AnnotationConflictError", "ConfigError", "HFTokenTagger", "make_hf_token_tagger"]
-
 
 
 def make_hf_token_tagger(
@@ -257,25 +266,47 @@ class HFTokenTagger(TrainablePipe):
             return doc
 
     def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
-        """Annotate a stream of docs, in batches of at least `PIPE_FILL` docs
+        """Annotate a stream of docs, in chunks of at least `PIPE_FILL` docs
         whatever `batch_size` spaCy passes.
 
         `spacy apply` passes 1 by default; one doc per forward call would run
         at a fraction of the speed, and forward batches are best cut from many
-        docs sorted by length (see `forward.model_batches`).
+        docs sorted by length (see `forward.model_batches`). With `overlap`
+        (on for GPUs), the next chunk is prepared while the model runs this
+        one (see `overlap`).
         """
         error_handler = self.get_error_handler()
-        for docs in minibatch(stream, size=max(int(batch_size), PIPE_FILL)):
-            try:
-                self._annotate_docs(docs)
+        fill = max(int(batch_size), PIPE_FILL)
+        if not overlaps(self.settings.overlap, self._device.type):
+            for docs in minibatch(stream, size=fill):
+                try:
+                    self._annotate_docs(docs)
+                    yield from docs
+                except Exception as error:  # as spaCy's own pipes: the handler decides
+                    error_handler(self.name, self, docs, error)
+            return
+        loaded = self._ensure_loaded()
+        chunk_chars = self._batch_shape.size * loaded.content_length * CHARS_PER_SUBWORD
+        chunks = doc_chunks(stream, fill, chunk_chars, lambda doc: len(doc.text))
+        for docs, outcome in run_overlapped(
+            chunks,
+            lambda docs: self._prepare(docs, materialize=True),
+            self._forward,
+            lambda docs, prepared, probs: self.set_annotations(docs, self._finish(prepared, probs)),
+        ):
+            if isinstance(outcome, Exception):
+                error_handler(self.name, self, docs, outcome)
+            else:
                 yield from docs
-            except Exception as error:  # as spaCy's own pipes: the handler decides
-                error_handler(self.name, self, docs, error)
 
     @property
     def _follows_sentences(self) -> bool:
         """Whether the model sees each sentence (or line) on its own (context)."""
         return self.settings.context == "sentence"
+
+    @property
+    def _batch_shape(self) -> BatchShape:
+        return batch_shape(self._device.type, self.precision.runs_in, self.settings.batch_size)
 
     def _annotate_docs(self, docs: Sequence[Doc]) -> None:
         self.set_annotations(docs, self.predict(docs))
@@ -288,14 +319,38 @@ class HFTokenTagger(TrainablePipe):
         """Token probabilities [n_tokens, n_labels], has-piece mask, and the mask
         of tokens tied to the previous one (only a piece running in), for all
         tokens of the batch; `result[i]` gives doc i's three arrays."""
-        docs = list(docs)
+        prepared = self._prepare(list(docs))
+        return self._finish(prepared, self._forward(prepared))
+
+    def _prepare(self, docs: Sequence[Doc], materialize: bool = False) -> PreparedDocs:
+        """The CPU's work before the model: pieces aligned to tokens, and the
+        model inputs (built as the forward loop asks for them, or all at once
+        with `materialize`, for a device thread to run)."""
         loaded = self._ensure_loaded()
         encoded = self._encode(docs)
-        batches = model_batches(
-            loaded, encoded, self.settings.batch_size, self.settings.max_batch_subwords, pack=True
+        shape = self._batch_shape
+        batches: Iterable[ModelBatch] = model_batches(
+            loaded,
+            encoded,
+            shape.size,
+            self.settings.max_batch_subwords,
+            pack=True,
+            call_overhead=shape.call_overhead,
         )
+        if materialize:
+            batches = list(batches)
+        return PreparedDocs(encoded, batches)
+
+    def _forward(self, prepared: PreparedDocs) -> np.ndarray:
+        """The model's part: label probabilities per piece (one forward at a time)."""
+        loaded = self._ensure_loaded()
         with self._forward_lock:
-            piece_probs = piece_probabilities(loaded, encoded, batches)
+            return piece_probabilities(loaded, prepared.encoded, iter(prepared.batches))
+
+    def _finish(self, prepared: PreparedDocs, piece_probs: np.ndarray) -> BatchPrediction:
+        """The CPU's work after the model: probabilities per token, word groups."""
+        loaded = self._ensure_loaded()
+        encoded = prepared.encoded
         alignment = encoded.alignment
         token_probs = aggregate_token_probs(
             piece_probs, alignment, self.settings.aggregation, loaded.continuation
@@ -465,7 +520,7 @@ class HFTokenTagger(TrainablePipe):
             tag_attr="POS" if "pos" in self.annotate else "TAG",
             label_all_pieces=bool(self.settings.label_all_pieces),
             follow_sentences=self._follows_sentences,
-            batch_size=self.settings.batch_size,
+            batch_size=batch_shape(self._device.type, "float32", self.settings.batch_size).size,
             max_batch_subwords=self.settings.max_batch_subwords,
         )
         self._count(train_unknown_labels=unknown)

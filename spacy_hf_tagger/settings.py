@@ -35,9 +35,7 @@ SCORER_MEANING = (
 def _setting(default: Any, meaning: str) -> Any:
     """A field with its default and its one-line meaning (the README's table)."""
     if isinstance(default, (dict, list)):
-        return field(
-            default_factory=lambda: type(default)(default), metadata={"meaning": meaning}
-        )
+        return field(default_factory=lambda: type(default)(default), metadata={"meaning": meaning})
     return field(default=default, metadata={"meaning": meaning})
 
 
@@ -45,9 +43,7 @@ def _setting(default: Any, meaning: str) -> Any:
 class Settings:
     """Every setting of `hf_token_tagger` but `scorer` (a registered function)."""
 
-    model: str = _setting(
-        "", "hub id or local folder (`save_pretrained` output, fast tokenizer)"
-    )
+    model: str = _setting("", "hub id or local folder (`save_pretrained` output, fast tokenizer)")
     revision: Optional[str] = _setting(
         None, "hub revision; the resolved commit is saved with the pipeline"
     )
@@ -71,8 +67,18 @@ class Settings:
     stride: Optional[int] = _setting(
         None, "window overlap in subwords; null = a quarter of the window, at most 128"
     )
-    batch_size: int = _setting(32, "windows per forward pass")
+    batch_size: Optional[int] = _setting(
+        None,
+        "windows per forward pass; null = chosen for the device and precision "
+        "([speed](docs/speed.md#batch-shape))",
+    )
     max_batch_subwords: int = _setting(16384, "padded subwords per forward pass")
+    overlap: Optional[bool] = _setting(
+        None,
+        "`nlp.pipe` prepares the next docs while the model runs these; null = on for "
+        "GPUs, off on CPU, where the forward already uses every core "
+        "([speed](docs/speed.md#overlap))",
+    )
     aggregation: str = _setting(
         "first", "how a token combines its pieces: `first`, `average`, `max`"
     )
@@ -85,18 +91,12 @@ class Settings:
     )
     annotate: Optional[List[str]] = _setting(
         None,
-        "any of `ents`, `spans`, `tag`, `pos`; null = `[\"ents\",\"spans\"]` for entity "
+        'any of `ents`, `spans`, `tag`, `pos`; null = `["ents","spans"]` for entity '
         'models, `["pos"]` for UPOS models, `["tag"]` for other tag sets',
     )
-    spans_key: str = _setting(
-        "hf_ents", 'the `doc.spans` group (scores in `.attrs["scores"]`)'
-    )
-    overwrite_ents: bool = _setting(
-        False, "true: model entities replace overlapping existing ones"
-    )
-    label_map: Dict[str, str] = _setting(
-        {}, 'rename types/tags, e.g. `{"PER": "PERSON"}`'
-    )
+    spans_key: str = _setting("hf_ents", 'the `doc.spans` group (scores in `.attrs["scores"]`)')
+    overwrite_ents: bool = _setting(False, "true: model entities replace overlapping existing ones")
+    label_map: Dict[str, str] = _setting({}, 'rename types/tags, e.g. `{"PER": "PERSON"}`')
     ignore_labels: List[str] = _setting([], "types to drop (model name or mapped name)")
     threshold: float = _setting(
         0.0,
@@ -158,9 +158,7 @@ def factory_signature() -> inspect.Signature:
         for f in dataclasses.fields(Settings)
     ]
     params.append(
-        inspect.Parameter(
-            "scorer", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Callable]
-        )
+        inspect.Parameter("scorer", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Callable])
     )
     return inspect.Signature(params)
 
@@ -203,8 +201,16 @@ def validate_settings(cfg: Mapping[str, Any]) -> None:
                 f"annotate={annotate!r}: each entry must be one of {ANNOTATE_CHOICES} "
                 "(or leave it null to choose from the model's labels)."
             )
-    if not isinstance(cfg["batch_size"], int) or cfg["batch_size"] < 1:
-        raise ConfigError(f"batch_size={cfg['batch_size']!r} must be a positive integer.")
+    size = cfg["batch_size"]
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise ConfigError(
+            f"batch_size={size!r} must be null (chosen for the device and precision) or a "
+            "positive integer."
+        )
+    if cfg["overlap"] is not None and not isinstance(cfg["overlap"], bool):
+        raise ConfigError(
+            f"overlap={cfg['overlap']!r} must be null (on for GPUs, off on CPU), true or false."
+        )
     if cfg["max_length"] is not None and (
         not isinstance(cfg["max_length"], int) or cfg["max_length"] < 2
     ):
@@ -232,7 +238,6 @@ def validate_settings(cfg: Mapping[str, Any]) -> None:
             f"thread_batch_wait_ms={wait!r} must be a number of milliseconds from 0 to 1000 "
             "(how long concurrent calls wait for each other before a batch starts)."
         )
-
 
 
 def resolve_annotate(

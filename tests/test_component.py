@@ -293,6 +293,65 @@ def test_component_batch_size_and_subword_budget(
             _assert_same(_annotations(doc), ref)
 
 
+@pytest.mark.parametrize("family", ["wordpiece-cased", "bpe-roberta"])
+def test_overlapped_pipe_writes_what_the_plain_pipe_writes(
+    family: str, trained: Callable[[str], Path]
+) -> None:
+    """overlap=true (a device thread; small chunks for long docs) changes when
+    work happens, never what is written: every annotation and score as the
+    plain pipe, in order, in float32."""
+    texts = _texts() * 7
+    plain = _nlp(trained(family), dtype="float32", overlap=False)
+    reference = [_annotations(d) for d in plain.pipe(texts)]
+    overlapped = _nlp(trained(family), dtype="float32", overlap=True, max_length=24)
+    tagger = overlapped.get_pipe("hf_token_tagger")
+    assert tagger.cfg["overlap"] is True
+    windowed = _nlp(trained(family), dtype="float32", overlap=False, max_length=24)
+    expected = [_annotations(d) for d in windowed.pipe(texts)]
+    for batch_size in (1, 5, 1000):
+        docs = list(overlapped.pipe(texts, batch_size=batch_size))
+        assert [d.text for d in docs] == texts
+        for doc, ref in zip(docs, expected):
+            _assert_same(_annotations(doc), ref)
+    # max_length only cuts windows (and chunks) smaller: the default agrees too.
+    default = _nlp(trained(family), dtype="float32", overlap=True)
+    for doc, ref in zip(default.pipe(texts), reference):
+        _assert_same(_annotations(doc), ref)
+
+
+def test_overlapped_pipe_hands_a_failing_chunk_to_the_error_handler(
+    trained: Callable[[str], Path],
+) -> None:
+    nlp = _nlp(trained("wordpiece-cased"), dtype="float32", overlap=True)
+    tagger = nlp.get_pipe("hf_token_tagger")
+    texts = [text for text, _ in training_sentences()][:6]
+    real_forward = tagger._forward
+    calls = {"n": 0}
+
+    def flaky(prepared: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("device fell over")
+        return real_forward(prepared)
+
+    tagger._forward = flaky  # type: ignore[method-assign]
+    failed: List[int] = []
+    tagger.set_error_handler(lambda name, pipe, docs, error: failed.append(len(docs)))
+    docs = list(nlp.pipe(texts * 60, batch_size=1))
+    # The second chunk alone failed; every other doc came through, annotated.
+    assert len(failed) == 1 and 0 < failed[0] < 360
+    assert len(docs) == 360 - failed[0]
+    plain = _nlp(trained("wordpiece-cased"), dtype="float32")
+    reference = {d.text: _annotations(d) for d in plain.pipe(texts)}
+    for doc in docs:
+        _assert_same(_annotations(doc), reference[doc.text])
+    # spaCy's default handler raises: the error reaches the caller.
+    tagger.set_error_handler(spacy.util.raise_error)
+    calls["n"] = 1
+    with pytest.raises(RuntimeError, match="device fell over"):
+        list(nlp.pipe(texts * 60))
+
+
 def test_stride_values(trained: Callable[[str], Path]) -> None:
     """Text inside one window: stride cannot matter. Long text: always consistent,
     the memorised final sentence is found at every stride."""

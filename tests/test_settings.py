@@ -86,6 +86,13 @@ def test_our_own_checks_run_on_every_way_in() -> None:
         HFTokenTagger(spacy.blank("en").vocab, model="m", threshold=2)
     with pytest.raises(ConfigError, match="context='page'"):
         spacy.blank("en").add_pipe("hf_token_tagger", config={"model": "m", "context": "page"})
+    with pytest.raises(ConfigError, match="batch_size=0 must be null"):
+        Settings(batch_size=0)
+    with pytest.raises(ConfigError, match="batch_size=True"):
+        Settings(batch_size=True)
+    with pytest.raises(ConfigError, match="overlap='yes'"):
+        Settings(overlap="yes")  # type: ignore[arg-type]
+    assert Settings(batch_size=None, overlap=None).batch_size is None
 
 
 def test_cfg_shows_the_settings_only_and_cannot_be_changed_behind_them() -> None:

@@ -139,9 +139,7 @@ def report(reference: PrecisionRun, results: Sequence[Agreement]) -> List[str]:
             f"{a.dtype:<10} {a.runs_in:<9} {reference.words_per_s * a.speedup:9.0f} "
             f"{a.speedup:7.2f} {a.entity_p:7.2f} {a.entity_r:7.2f} {a.entity_f:7.2f} {tags:>7}"
         )
-    lines.append(
-        f"(float32 found {len(reference.entities)} entities, {len(reference.tags)} tags)"
-    )
+    lines.append(f"(float32 found {len(reference.entities)} entities, {len(reference.tags)} tags)")
     return lines
 
 

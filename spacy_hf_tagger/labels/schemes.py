@@ -35,7 +35,6 @@ _PREFIX_NORMAL = {"B": "B", "I": "I", "E": "E", "S": "S", "L": "E", "U": "S"}
 SCHEMES = ("iob", "bioes", "io", "tags")
 
 
-
 @dataclass(frozen=True)
 class LabelScheme:
     """How to read one model's label ids.

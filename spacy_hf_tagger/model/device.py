@@ -26,7 +26,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_single_thread_after_fork)
 
 
-
 def resolve_device(name: str) -> torch.device:
     """Turn the `device` setting into a torch device, checking it exists."""
     value = (name or "auto").strip().lower()

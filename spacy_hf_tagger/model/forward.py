@@ -6,7 +6,7 @@ is trained on exactly the windows and alignment it is later read through.
 
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, NamedTuple, Sequence, Tuple
+from typing import Dict, FrozenSet, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ from ..align.windows import Window, plan_batches, segment_windows
 from .inputs import build_batch, encode_texts
 from .loading import LoadedModel
 from .packing import packed_inputs, packing_pays
+from .precision import machine_flags
 
 # Cost of one more forward call, in padded subword positions: measured on 2 CPU
 # cores with a 6-layer encoder (inference, and training's forward + backward),
@@ -24,6 +25,44 @@ from .packing import packed_inputs, packing_pays
 # Accelerators pay more per call.
 CPU_BATCH_OVERHEAD = 32
 DEVICE_BATCH_OVERHEAD = 256
+
+
+class BatchShape(NamedTuple):
+    """How many windows a forward call takes, and what one more call costs (in
+    padded positions) when deciding whether to split a batch."""
+
+    size: int
+    call_overhead: int
+
+
+# Measured with benchmarks/speed.py (docs/speed.md#batch-shape), windows of
+# CoNLL-2003 sentences and documents, a 6-layer MiniLM: on an AMD EPYC with
+# avx512_bf16 and no AMX, 32, 64 and 128 windows per call run within 3% of
+# each other at bf16 and at fp32, and 32 is never slower; on an Intel Xeon with
+# AMX, bf16 calls of 64 windows ran 16% faster than 32 (128: 18%), since AMX
+# makes a position so cheap that the per-call cost dominates.
+CPU_SHAPE = BatchShape(32, CPU_BATCH_OVERHEAD)
+AMX_BF16_SHAPE = BatchShape(64, CPU_BATCH_OVERHEAD)
+ACCELERATOR_SHAPE = BatchShape(32, DEVICE_BATCH_OVERHEAD)
+
+
+def batch_shape(
+    device_type: str,
+    runs_in: str,
+    batch_size: Optional[int] = None,
+    flags: Optional[FrozenSet[str]] = None,
+) -> BatchShape:
+    """The batch shape for a device, the precision inference runs in and the
+    CPU's features (`flags`, default this machine's); a set `batch_size` wins."""
+    if device_type != "cpu":
+        shape = ACCELERATOR_SHAPE
+    elif runs_in == "bfloat16" and "amx_bf16" in (machine_flags() if flags is None else flags):
+        shape = AMX_BF16_SHAPE
+    else:
+        shape = CPU_SHAPE
+    if batch_size is not None:
+        return shape._replace(size=int(batch_size))
+    return shape
 
 
 def encode_docs(
@@ -49,6 +88,14 @@ class ModelBatch(NamedTuple):
     inputs: Dict[str, torch.Tensor]
 
 
+class PreparedDocs(NamedTuple):
+    """Docs ready for the model: their pieces aligned to tokens, and the model
+    inputs (a lazy iterator, or a list built ahead for a device thread)."""
+
+    encoded: EncodedBatch
+    batches: Iterable[ModelBatch]
+
+
 def model_batches(
     loaded: LoadedModel,
     encoded: EncodedBatch,
@@ -56,6 +103,7 @@ def model_batches(
     max_batch_subwords: int,
     *,
     pack: bool = False,
+    call_overhead: Optional[int] = None,
 ) -> Iterator[ModelBatch]:
     """Model inputs for the windows of `encoded`, length-sorted, in batches.
 
@@ -88,12 +136,11 @@ def model_batches(
             else:  # a row per window anyway: the plain mask is the cheaper input
                 yield _padded(loaded, members, rows)
         return
-    on_cpu = loaded.device.type == "cpu"
+    if call_overhead is None:
+        on_cpu = loaded.device.type == "cpu"
+        call_overhead = CPU_BATCH_OVERHEAD if on_cpu else DEVICE_BATCH_OVERHEAD
     batches = plan_batches(
-        [w.length for w in windows],
-        batch_size,
-        max_batch_subwords,
-        CPU_BATCH_OVERHEAD if on_cpu else DEVICE_BATCH_OVERHEAD,
+        [w.length for w in windows], batch_size, max_batch_subwords, call_overhead
     )
     for batch in batches:
         members = [windows[i] for i in batch]

@@ -394,7 +394,6 @@ def _raise_on_weight_problems(source: str, problems: Dict[str, List[str]]) -> No
     )
 
 
-
 def save_model(model: torch.nn.Module, tokenizer: Any, path: Path) -> None:
     """Write weights (safetensors, sharded and streamed), config and tokenizer."""
     path.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .inputs import SpecialTokens, build_batch, forward_inputs
+from .inputs import SpecialTokens, build_batch, forward_inputs, to_device
 
 # A packed row is as long as the batch's longest window, and at least this
 # many positions. Attention over a row grows with the square of its length: no
@@ -140,7 +140,7 @@ def packed_inputs(
         batch["position_ids"] = torch.from_numpy(positions + layout.position_offset)
     if special.uses_token_types:
         batch["token_type_ids"] = torch.zeros_like(batch["input_ids"])
-    return {k: v.to(device) for k, v in batch.items()}, placements
+    return {k: to_device(v.numpy(), device) for k, v in batch.items()}, placements
 
 
 def find_layout(

@@ -20,6 +20,7 @@ import copy
 import logging
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import FrozenSet, Optional
 
@@ -88,6 +89,12 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> FrozenSet[str]:
     return frozenset(flags)
 
 
+@lru_cache(maxsize=1)
+def machine_flags() -> FrozenSet[str]:
+    """This machine's CPU flags, read once."""
+    return cpu_flags()
+
+
 def choose_precision(
     setting: Optional[str], device: torch.device, flags: Optional[FrozenSet[str]] = None
 ) -> Precision:
@@ -105,7 +112,7 @@ def choose_precision(
             return Precision(dtype, _dtype_name(dtype), "auto on a CUDA GPU")
         if device.type == "mps":
             return Precision(torch.float16, "float16", "auto on Apple MPS")
-        native = sorted((cpu_flags() if flags is None else flags) & BF16_FLAGS)
+        native = sorted((machine_flags() if flags is None else flags) & BF16_FLAGS)
         if native:
             why = f"auto: this CPU computes bf16 natively ({', '.join(native)})"
             return Precision(torch.float32, "bfloat16", why)

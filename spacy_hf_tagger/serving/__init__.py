@@ -1,2 +1,1 @@
-"""Serving one pipeline to many callers: concurrent calls batched together.
-"""
+"""Serving one pipeline to many callers: concurrent calls batched together."""

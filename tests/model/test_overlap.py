@@ -1,0 +1,156 @@
+"""The overlapped pipe: order, errors per chunk, bounded memory, a thread of its own."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import List, Tuple
+
+import pytest
+
+from spacy_hf_tagger.model.overlap import doc_chunks, overlaps, run_overlapped
+
+
+def test_overlap_setting_defaults_to_accelerators_only() -> None:
+    assert overlaps(None, "cuda") is True
+    assert overlaps(None, "mps") is True
+    assert overlaps(None, "cpu") is False
+    assert overlaps(True, "cpu") is True
+    assert overlaps(False, "cuda") is False
+
+
+def test_doc_chunks_cut_by_count_and_by_size() -> None:
+    sizes = [5, 5, 5, 30, 1, 1, 1, 1]
+    chunks = list(doc_chunks(sizes, max_items=3, max_chars=12, size=lambda n: n))
+    # 5+5 fits 12, a third 5 would not; 30 is over the budget alone: a chunk of
+    # its own; then the 1s until the count cap.
+    assert chunks == [[5, 5], [5], [30], [1, 1, 1], [1]]
+    assert [x for c in chunks for x in c] == sizes
+    assert list(doc_chunks([], 3, 12, size=lambda n: n)) == []
+
+
+def test_results_come_in_order_with_forward_in_its_own_thread() -> None:
+    caller = threading.get_ident()
+    forward_threads = set()
+
+    def forward(x: int) -> int:
+        forward_threads.add(threading.get_ident())
+        time.sleep(0.002 * (x % 3))  # uneven device times
+        return x * 10
+
+    out = list(run_overlapped(range(12), lambda x: x + 1, forward, lambda i, p, y: (i, p, y)))
+    assert [item for item, _ in out] == list(range(12))
+    assert [r for _, r in out] == [(i, i + 1, (i + 1) * 10) for i in range(12)]
+    assert forward_threads and caller not in forward_threads
+
+
+def test_a_failing_item_fails_alone_at_any_step() -> None:
+    def prepare(x: int) -> int:
+        if x == 1:
+            raise ValueError("prepare 1")
+        return x
+
+    def forward(x: int) -> int:
+        if x == 3:
+            raise RuntimeError("forward 3")
+        return x
+
+    def finish(item: int, p: int, y: int) -> int:
+        if item == 5:
+            raise KeyError("finish 5")
+        return y
+
+    out = list(run_overlapped(range(7), prepare, forward, finish))
+    assert [item for item, _ in out] == list(range(7))
+    kinds = [type(r).__name__ if isinstance(r, Exception) else r for _, r in out]
+    assert kinds == [0, "ValueError", 2, "RuntimeError", 4, "KeyError", 6]
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2])
+def test_prepared_chunks_stay_bounded(depth: int) -> None:
+    """At most depth + 1 chunks are prepared and not yet finished, so memory
+    does not grow with the stream."""
+    live = 0
+    most = 0
+    lock = threading.Lock()
+
+    def prepare(x: int) -> int:
+        nonlocal live, most
+        with lock:
+            live += 1
+            most = max(most, live)
+        return x
+
+    def finish(item: int, p: int, y: int) -> int:
+        nonlocal live
+        with lock:
+            live -= 1
+        return y
+
+    out = list(run_overlapped(range(20), prepare, lambda p: p, finish, depth=depth))
+    assert len(out) == 20
+    assert most <= depth + 1
+
+
+def test_prepare_overlaps_the_forward_of_the_chunk_before() -> None:
+    """With a device as slow as the glue, the two hide behind each other."""
+    events: List[Tuple[str, int, float]] = []
+
+    def prepare(x: int) -> int:
+        events.append(("prepare", x, time.perf_counter()))
+        time.sleep(0.02)
+        return x
+
+    def forward(x: int) -> int:
+        start = time.perf_counter()
+        time.sleep(0.02)
+        events.append(("forward", x, start))
+        return x
+
+    t0 = time.perf_counter()
+    list(run_overlapped(range(10), prepare, forward, lambda i, p, y: y))
+    elapsed = time.perf_counter() - t0
+    # One after the other: 10 x 40 ms; overlapped: about 11 x 20 ms.
+    assert elapsed < 0.35, elapsed
+    starts = {(kind, x): t for kind, x, t in events}
+    assert starts[("prepare", 1)] < starts[("forward", 0)] + 0.015
+
+
+def test_closing_early_stops_the_device_thread() -> None:
+    seen: List[int] = []
+
+    def forward(x: int) -> int:
+        seen.append(x)
+        return x
+
+    it = run_overlapped(range(1000), lambda x: x, forward, lambda i, p, y: y)
+    first = [next(it) for _ in range(3)]
+    it.close()
+    assert [i for i, _ in first] == [0, 1, 2]
+    assert len(seen) <= 5
+    assert not [t for t in threading.enumerate() if t.name.startswith("hf_tagger_device")]
+
+
+def test_negative_depth_is_refused() -> None:
+    with pytest.raises(ValueError, match="depth"):
+        list(run_overlapped([1], lambda x: x, lambda x: x, lambda i, p, y: y, depth=-1))
+
+
+# ------------------------------------------------------------------ batch shape
+
+
+def test_batch_shape_follows_precision_and_cpu() -> None:
+    from spacy_hf_tagger.model.forward import batch_shape
+
+    amx = frozenset({"avx512_bf16", "amx_bf16"})
+    no_amx = frozenset({"avx512_bf16"})
+    assert batch_shape("cpu", "bfloat16", flags=amx).size == 64
+    assert batch_shape("cpu", "bfloat16", flags=no_amx).size == 32
+    assert batch_shape("cpu", "float32", flags=amx).size == 32
+    assert batch_shape("cpu", "int8", flags=amx).size == 32
+    assert batch_shape("cuda", "bfloat16", flags=amx).call_overhead > (
+        batch_shape("cpu", "bfloat16", flags=amx).call_overhead
+    )
+    # A set batch size wins everywhere; the call cost stays the device's.
+    assert batch_shape("cpu", "bfloat16", 7, flags=amx).size == 7
+    assert batch_shape("cuda", "float16", 7).size == 7
