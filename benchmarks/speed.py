@@ -55,7 +55,9 @@ from accuracy import (
 from conll import UNITS, read_conll, render_texts
 
 SYSTEMS = ("floor", "ours", "transformers", "shp")
-BAR_FLOOR = 0.85
+BAR_FLOOR = 0.9
+BAR_GLUE = 10.0
+BAR_OVERLAP = 1.6
 BAR_TRANSFORMERS = 1.5
 BAR_LONG = 1.15
 LONG_WORDS = 50_000
@@ -129,6 +131,22 @@ def pad_batches(windows: Sequence[Sequence[int]], batch_size: int, pad_id: int) 
     return batches
 
 
+def at_precision(model, runs_in: str):
+    """The bare model in the precision ours runs in: cast weights for bf16/fp16,
+    torch's dynamic int8 of every linear layer for int8."""
+    import torch
+
+    if runs_in == "int8":
+        from torch.ao.quantization import quantize_dynamic
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    if runs_in in ("bfloat16", "float16"):
+        return model.to(getattr(torch, runs_in))
+    return model
+
+
 class Floor:
     """The bare model forward over our component's windows (per line, with
     `split_lines`: our "sentence" context on texts with no sentence component)."""
@@ -140,11 +158,14 @@ class Floor:
         stride: int,
         batch_size: int,
         split_lines: bool = True,
+        runs_in: str = "float32",
     ) -> None:
         from transformers import AutoModelForTokenClassification, AutoTokenizer
 
         self.tok = AutoTokenizer.from_pretrained(model_path)
-        self.model = AutoModelForTokenClassification.from_pretrained(model_path).eval()
+        model = AutoModelForTokenClassification.from_pretrained(model_path).eval()
+        self.model = at_precision(model, runs_in)
+        self.runs_in = runs_in
         self.max_length = max_length
         self.stride = stride
         self.batch_size = batch_size
@@ -192,6 +213,7 @@ class Timing:
     system: str
     best_s: float = float("inf")
     best_total_s: float = float("inf")  # floor only: including tokenization/batching
+    best_batch: int = 0  # floor only: the batch size of its best time
     note: str = ""
 
 
@@ -207,7 +229,10 @@ def run_workload(
     floor: Optional[Floor],
     repeat: int,
     warmup: int,
+    floor_batch_sizes: Sequence[int] = (32,),
 ) -> Dict[str, Timing]:
+    """Time every system `repeat` times round-robin; keep each one's best. The
+    floor is timed at each of `floor_batch_sizes` and keeps its best too."""
     timings: Dict[str, Timing] = {s: Timing(s) for s in runners}
     if floor is not None:
         timings = {"floor": Timing("floor"), **timings}
@@ -218,16 +243,23 @@ def run_workload(
         for system in timings:
             if system == "floor":
                 assert floor is not None
-                fwd = floor.run(texts)
-                t = timings["floor"]
-                t.best_s = min(t.best_s, fwd)
-                t.best_total_s = min(t.best_total_s, fwd + floor.last_prep_s)
-                secs = fwd
-            else:
-                t0 = time.perf_counter()
-                runners[system](texts)
-                secs = time.perf_counter() - t0
-                timings[system].best_s = min(timings[system].best_s, secs)
+                for size in floor_batch_sizes:
+                    floor.batch_size = size
+                    fwd = floor.run(texts)
+                    t = timings["floor"]
+                    if fwd < t.best_s:
+                        t.best_s, t.best_batch = fwd, size
+                    t.best_total_s = min(t.best_total_s, fwd + floor.last_prep_s)
+                    print(
+                        f"  [{name}] run {r + 1}/{repeat} floor, batch {size:<4} {fwd:8.2f}s "
+                        f"{words_per_s(words, fwd):9.0f} words/s",
+                        flush=True,
+                    )
+                continue
+            t0 = time.perf_counter()
+            runners[system](texts)
+            secs = time.perf_counter() - t0
+            timings[system].best_s = min(timings[system].best_s, secs)
             print(
                 f"  [{name}] run {r + 1}/{repeat} {system:<13} {secs:8.2f}s "
                 f"{words_per_s(words, secs):9.0f} words/s",
@@ -254,6 +286,7 @@ def report(
         wps[s] = words_per_s(words, t.best_s)
         print(f"{s:<16} {t.best_s:9.2f} {wps[s]:10.0f}  {t.note}")
         if s == "floor":
+            print(f"{'':<16} {'':>9} {'':>10}  best at batch size {t.best_batch}")
             total = words_per_s(words, t.best_total_s)
             print(
                 f"{'floor (total)':<16} {t.best_total_s:9.2f} {total:10.0f}  "
@@ -276,6 +309,92 @@ def report(
             if not ok:
                 fails.append(f"{name}: ours/{peer} {ratio:.2f}x, bar {op} {bar}x")
     return fails
+
+
+def glue_report(
+    name: str, nlp, texts: Sequence[str], words: int, floor_total_wps: Optional[float], repeat: int
+) -> List[str]:
+    """Ours by stage; ours with the model replaced by a replay of its logits
+    (glue-only); and that replay sleeping as long as the glue takes, one after
+    the other and overlapped. Returns FAIL lines."""
+    import stages
+
+    texts = list(texts)
+    pipe = nlp.get_pipe("hf_token_tagger")
+    total, clock, real_docs = stage_breakdown(nlp, texts)
+    print(f"\n-- [{name}] ours by stage (one run, {pipe.precision.runs_in}):")
+    print(clock.table(total, words))
+    store, _ = stages.record_logits(nlp, texts)
+    replay = stages.ReplayModel(store)
+    expected = stages.entity_spans(real_docs)
+    glue_s = float("inf")
+    with stages.model_replaced(nlp, lambda runner: replay):
+        for _ in range(repeat):
+            secs, docs = stages.run_pipe(nlp, texts)
+            glue_s = min(glue_s, secs)
+    same = stages.entity_spans(docs) == expected
+    calls = max(1, replay.calls // repeat)
+    fails: List[str] = []
+    glue_wps = words_per_s(words, glue_s)
+    line = f"glue-only        {glue_s:9.2f} {glue_wps:10.0f}  model replaced by a replay"
+    print(f"{line} of its logits ({calls} calls); entities identical: {same}")
+    if not same:
+        fails.append(f"{name}: glue-only run changed entities")
+    if floor_total_wps:
+        ratio = glue_wps / floor_total_wps
+        verdict = "PASS" if ratio >= BAR_GLUE else "FAIL"
+        print(
+            f"glue-only/floor (total) {ratio:6.2f}x  (bar >= {BAR_GLUE}x, floor incl. "
+            f"tokenization): {verdict}"
+        )
+        if verdict == "FAIL":
+            fails.append(f"{name}: glue-only {ratio:.2f}x the floor, bar >= {BAR_GLUE}x")
+    # A device as slow as our glue: run one after the other, the two add up;
+    # overlapped, the glue hides behind the device. Overlapped chunks can be
+    # smaller (other batches): their logits are recorded too.
+    replay.delay = glue_s / calls
+    settings = pipe.settings
+    try:
+        pipe.settings = settings.replace(overlap=True)
+        overlapped_store, overlapped_docs = stages.record_logits(nlp, texts)
+        store.update(overlapped_store)
+    finally:
+        pipe.settings = settings
+    timing: Dict[bool, float] = {}
+    outputs: Dict[bool, list] = {}
+    try:
+        with stages.model_replaced(nlp, lambda runner: replay):
+            for _ in range(repeat):
+                for overlap in (False, True):
+                    pipe.settings = settings.replace(overlap=overlap)
+                    secs, docs = stages.run_pipe(nlp, texts)
+                    timing[overlap] = min(timing.get(overlap, float("inf")), secs)
+                    outputs[overlap] = stages.entity_spans(docs)
+    finally:
+        pipe.settings = settings
+    ratio = timing[False] / timing[True]
+    # Each as the real model gives in that mode (in bf16, overlapped chunks can
+    # round differently: docs/speed.md#batch-invariance).
+    same = outputs[True] == stages.entity_spans(overlapped_docs) and outputs[False] == expected
+    if stages.entity_spans(overlapped_docs) != expected:
+        differ = sum(a != b for a, b in zip(stages.entity_spans(overlapped_docs), expected))
+        print(f"(the real model, overlapped chunks: {differ} texts' entities differ)")
+    ok = ratio >= BAR_OVERLAP and same
+    print(
+        f"device sleeping {replay.delay * 1000:.2f} ms a call (as long as the glue): "
+        f"one after the other {words_per_s(words, timing[False]):.0f} words/s, overlapped "
+        f"{words_per_s(words, timing[True]):.0f} words/s = {ratio:.2f}x (bar >= "
+        f"{BAR_OVERLAP}x), entities identical: {same}: {'PASS' if ok else 'FAIL'}"
+    )
+    if not ok:
+        fails.append(f"{name}: overlap {ratio:.2f}x (entities identical: {same})")
+    return fails
+
+
+def stage_breakdown(nlp, texts: List[str]):
+    import stages
+
+    return stages.stage_breakdown(nlp, texts)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -329,6 +448,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "(default: its own default, unbatched)",
     )
     ap.add_argument("--warmup", type=int, default=8, help="texts each system sees first")
+    ap.add_argument(
+        "--dtype",
+        default=None,
+        help="our component's dtype (default: its own, auto); the floor runs in the "
+        "precision ours resolves it to",
+    )
+    ap.add_argument(
+        "--floor-batch-sizes",
+        default="32,64",
+        help="the floor is timed at each of these batch sizes and keeps its best",
+    )
+    ap.add_argument(
+        "--no-glue",
+        action="store_true",
+        help="skip the stage breakdown, the glue-only and the overlap rows",
+    )
     args = ap.parse_args(argv)
 
     systems = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -354,13 +489,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     runners: Dict[str, Callable[[Sequence[str]], None]] = {}
     notes: Dict[str, str] = {}
+    nlp = None
+    runs_in = "float32"
     stride = args.stride
     if "ours" in systems:
         reason = ours_unavailable_reason()
         if reason is not None:
             print(f"ours: n/a ({reason})")
         else:
-            nlp = make_ours(args.model, {"context": args.context} if args.context else None)
+            ours_conf: Dict[str, object] = {}
+            if args.context:
+                ours_conf["context"] = args.context
+            if args.dtype:
+                ours_conf["dtype"] = args.dtype
+            nlp = make_ours(args.model, ours_conf)
+            runs_in = nlp.get_pipe("hf_token_tagger").precision.runs_in
+            print(f"ours runs in {runs_in}: {nlp.get_pipe('hf_token_tagger').precision.reason}")
             ocfg = ours_config(nlp)
             notes["ours"] = ", ".join(f"{k}={ocfg[k]}" for k in OURS_KEYS if k in ocfg)
             if stride is None and isinstance(ocfg.get("stride"), int):
@@ -369,10 +513,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if stride is None:
         stride = default_stride(max_length)
     floor = (
-        Floor(args.model, max_length, stride, args.batch_size, args.context != "document")
+        Floor(
+            args.model,
+            max_length,
+            stride,
+            args.batch_size,
+            args.context != "document",
+            runs_in=runs_in,
+        )
         if "floor" in systems
         else None
     )
+    floor_sizes = [int(x) for x in args.floor_batch_sizes.split(",") if x.strip()]
     if "transformers" in systems:
         pipe = make_hf_pipeline(args.model, "first", stride)
         runners["transformers"] = lambda texts, pipe=pipe: _consume(
@@ -398,10 +550,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for unit in workloads:
         texts, words = workload_texts(docs, unit)
         print(f"\n-- workload {unit}: {len(texts)} texts, {words} words", flush=True)
-        timings = run_workload(unit, texts, words, runners, floor, args.repeat, args.warmup)
+        timings = run_workload(
+            unit, texts, words, runners, floor, args.repeat, args.warmup, floor_sizes
+        )
         for s, t in timings.items():
-            t.note = notes.get(s, "forward only, fp32, inference_mode" if s == "floor" else "")
+            t.note = notes.get(
+                s, f"forward only, {runs_in}, inference_mode" if s == "floor" else ""
+            )
         fails += report(unit, len(texts), words, timings, floor)
+        if nlp is not None and not args.no_glue:
+            floor_total = (
+                words_per_s(words, timings["floor"].best_total_s) if "floor" in timings else None
+            )
+            fails += glue_report(unit, nlp, texts, words, floor_total, args.repeat)
         if "ours" in timings:
             per_word[unit] = timings["ours"].best_s / words
     if "long" in per_word and "sentences" in per_word:

@@ -198,9 +198,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"single call: ours {ours_ms:.2f} ms, bare model {bare_ms:.2f} ms (medians)")
     ok_threads = ratio >= BAR_THREADS
     ok_single = ours_ms / bare_ms <= BAR_SINGLE
-    print(
-        f"threads/pipe {ratio:.2f}x (bar >= {BAR_THREADS}x): {'PASS' if ok_threads else 'FAIL'}"
-    )
+    print(f"threads/pipe {ratio:.2f}x (bar >= {BAR_THREADS}x): {'PASS' if ok_threads else 'FAIL'}")
     print(
         f"single/bare  {ours_ms / bare_ms:.2f}x (bar <= {BAR_SINGLE}x): "
         f"{'PASS' if ok_single else 'FAIL'}"
