@@ -418,7 +418,9 @@ class HFTokenTagger(TrainablePipe):
             if report.conflicts and spans_key is None:
                 lost += len(report.conflicts)
                 for start, end, label in report.conflicts[:3]:
-                    examples.append(f"{doc[start:end].text!r} ({label})")
+                    # Where and what, never the text: users tag personal data.
+                    span = doc[start:end]
+                    examples.append(f"doc {i} chars {span.start_char}-{span.end_char} ({label})")
         counts["ents_below_threshold"] += below
         counts["ents_lost"] += lost
         self._count(**counts)
@@ -446,7 +448,8 @@ class HFTokenTagger(TrainablePipe):
     def _report_lost(self, lost: int, examples: List[str]) -> None:
         message = (
             f"{self.name}: {lost} predicted entities overlap entities set by an earlier "
-            f"component and were not written (e.g. {', '.join(examples[:3])}); "
+            f"component and were not written (e.g. {', '.join(examples[:3])}, doc numbers "
+            "counted within the batch); "
             f'{self.counters["ents_lost"]} so far (see .counters). Add "spans" to '
             "`annotate` to keep them in doc.spans, set overwrite_ents=true to let the "
             'model win, or errors="ignore" to silence this.'
