@@ -63,6 +63,7 @@ from .model.forward import (
     batch_shape,
     encode_docs,
     model_batches,
+    on_device,
     piece_probabilities,
 )
 from .model.loading import LoadedModel, install, load_source
@@ -77,6 +78,7 @@ from .training.scoring import make_hf_tagger_scorer
 logger = logging.getLogger("spacy_hf_tagger")
 # Fewest docs `pipe` annotates together, whatever batch size spaCy passes.
 PIPE_FILL = 256
+HOST = torch.device("cpu")
 
 __all__ = ["AnnotationConflictError", "ConfigError", "HFTokenTagger", "make_hf_token_tagger"]
 
@@ -116,6 +118,11 @@ Language.factory(
         "pos_acc": 1.0,
     },
 )(make_hf_token_tagger)
+
+
+def _text_length(doc: Doc) -> int:
+    """len(doc.text), without building the string."""
+    return doc[-1].idx + len(doc[-1].text_with_ws) if len(doc) else 0
 
 
 def _placeholder_model(name: str) -> Model:
@@ -272,22 +279,21 @@ class HFTokenTagger(TrainablePipe):
         `spacy apply` passes 1 by default; one doc per forward call would run
         at a fraction of the speed, and forward batches are best cut from many
         docs sorted by length (see `forward.model_batches`). With `overlap`
-        (on for GPUs), the next chunk is prepared while the model runs this
+        (on for CUDA GPUs), the next chunk is prepared while the model runs this
         one (see `overlap`).
         """
         error_handler = self.get_error_handler()
         fill = max(int(batch_size), PIPE_FILL)
         if not overlaps(self.settings.overlap, self._device.type):
-            for docs in minibatch(stream, size=fill):
-                try:
-                    self._annotate_docs(docs)
-                    yield from docs
-                except Exception as error:  # as spaCy's own pipes: the handler decides
-                    error_handler(self.name, self, docs, error)
+            yield from self._pipe_plain(stream, fill, error_handler)
             return
-        loaded = self._ensure_loaded()
+        try:
+            loaded = self._ensure_loaded()
+        except Exception:  # the plain path hands it to the error handler, per chunk
+            yield from self._pipe_plain(stream, fill, error_handler)
+            return
         chunk_chars = self._batch_shape.size * loaded.content_length * CHARS_PER_SUBWORD
-        chunks = doc_chunks(stream, fill, chunk_chars, lambda doc: len(doc.text))
+        chunks = doc_chunks(stream, fill, chunk_chars, _text_length)
         for docs, outcome in run_overlapped(
             chunks,
             lambda docs: self._prepare(docs, materialize=True),
@@ -298,6 +304,16 @@ class HFTokenTagger(TrainablePipe):
                 error_handler(self.name, self, docs, outcome)
             else:
                 yield from docs
+
+    def _pipe_plain(
+        self, stream: Iterable[Doc], fill: int, error_handler: Callable[..., Any]
+    ) -> Iterator[Doc]:
+        for docs in minibatch(stream, size=fill):
+            try:
+                self._annotate_docs(docs)
+                yield from docs
+            except Exception as error:  # as spaCy's own pipes: the handler decides
+                error_handler(self.name, self, docs, error)
 
     @property
     def _follows_sentences(self) -> bool:
@@ -324,8 +340,8 @@ class HFTokenTagger(TrainablePipe):
 
     def _prepare(self, docs: Sequence[Doc], materialize: bool = False) -> PreparedDocs:
         """The CPU's work before the model: pieces aligned to tokens, and the
-        model inputs (built as the forward loop asks for them, or all at once
-        with `materialize`, for a device thread to run)."""
+        model inputs (built as the forward loop asks for them; or all at once,
+        on the host, with `materialize`: for a device thread to move and run)."""
         loaded = self._ensure_loaded()
         encoded = self._encode(docs)
         shape = self._batch_shape
@@ -336,6 +352,7 @@ class HFTokenTagger(TrainablePipe):
             self.settings.max_batch_subwords,
             pack=True,
             call_overhead=shape.call_overhead,
+            device=HOST if materialize else None,
         )
         if materialize:
             batches = list(batches)
@@ -344,8 +361,11 @@ class HFTokenTagger(TrainablePipe):
     def _forward(self, prepared: PreparedDocs) -> np.ndarray:
         """The model's part: label probabilities per piece (one forward at a time)."""
         loaded = self._ensure_loaded()
+        batches = iter(prepared.batches)
+        if loaded.device.type != "cpu":
+            batches = on_device(batches, loaded.device)
         with self._forward_lock:
-            return piece_probabilities(loaded, prepared.encoded, iter(prepared.batches))
+            return piece_probabilities(loaded, prepared.encoded, batches)
 
     def _finish(self, prepared: PreparedDocs, piece_probs: np.ndarray) -> BatchPrediction:
         """The CPU's work after the model: probabilities per token, word groups."""

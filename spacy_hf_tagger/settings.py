@@ -76,7 +76,7 @@ class Settings:
     overlap: Optional[bool] = _setting(
         None,
         "`nlp.pipe` prepares the next docs while the model runs these; null = on for "
-        "GPUs, off on CPU, where the forward already uses every core "
+        "CUDA GPUs, off on CPU, where the forward already uses every core, and on MPS "
         "([speed](docs/speed.md#overlap))",
     )
     aggregation: str = _setting(

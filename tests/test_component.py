@@ -352,6 +352,17 @@ def test_overlapped_pipe_hands_a_failing_chunk_to_the_error_handler(
         list(nlp.pipe(texts * 60))
 
 
+def test_overlapped_pipe_hands_a_model_that_fails_to_load_to_the_error_handler(
+    tmp_path: Path,
+) -> None:
+    nlp = _nlp(tmp_path / "no-model-here", overlap=True)
+    failed: List[int] = []
+    tagger = nlp.get_pipe("hf_token_tagger")
+    tagger.set_error_handler(lambda name, pipe, docs, error: failed.append(len(docs)))
+    assert list(nlp.pipe(["one text", "another"])) == []
+    assert failed == [2]
+
+
 def test_stride_values(trained: Callable[[str], Path]) -> None:
     """Text inside one window: stride cannot matter. Long text: always consistent,
     the memorised final sentence is found at every stride."""

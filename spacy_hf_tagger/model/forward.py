@@ -14,7 +14,7 @@ from spacy.tokens import Doc
 
 from ..align.batch import EncodedBatch, encode_batch
 from ..align.windows import Window, plan_batches, segment_windows
-from .inputs import build_batch, encode_texts
+from .inputs import build_batch, encode_texts, to_device
 from .loading import LoadedModel
 from .packing import packed_inputs, packing_pays
 from .precision import machine_flags
@@ -104,6 +104,7 @@ def model_batches(
     *,
     pack: bool = False,
     call_overhead: Optional[int] = None,
+    device: Optional[torch.device] = None,
 ) -> Iterator[ModelBatch]:
     """Model inputs for the windows of `encoded`, length-sorted, in batches.
 
@@ -117,6 +118,8 @@ def model_batches(
     With `pack` and a model that takes packed rows (`loaded.packing`, see
     `packing`), batches of up to `batch_size` windows go end to end into
     rows instead: almost no padding, whatever the lengths.
+
+    The inputs are built on `device` (default: the model's).
     """
     piece_ids = encoded.piece_ids
     windows = segment_windows(encoded.segments, loaded.content_length, loaded.stride, loaded.causal)
@@ -130,11 +133,11 @@ def model_batches(
             rows = [piece_ids[w.text_index][w.start : w.end] for w in members]
             if packing_pays([lengths[i] for i in batch], max_row=layout.max_row):
                 inputs, placements = packed_inputs(
-                    rows, loaded.special, layout, loaded.causal, loaded.device
+                    rows, loaded.special, layout, loaded.causal, device or loaded.device
                 )
                 yield ModelBatch(members, placements, inputs)
             else:  # a row per window anyway: the plain mask is the cheaper input
-                yield _padded(loaded, members, rows)
+                yield _padded(loaded, members, rows, device)
         return
     if call_overhead is None:
         on_cpu = loaded.device.type == "cpu"
@@ -144,13 +147,27 @@ def model_batches(
     )
     for batch in batches:
         members = [windows[i] for i in batch]
-        yield _padded(loaded, members, [piece_ids[w.text_index][w.start : w.end] for w in members])
+        rows = [piece_ids[w.text_index][w.start : w.end] for w in members]
+        yield _padded(loaded, members, rows, device)
 
 
-def _padded(loaded: LoadedModel, members: List[Window], rows: List[np.ndarray]) -> ModelBatch:
+def _padded(
+    loaded: LoadedModel,
+    members: List[Window],
+    rows: List[np.ndarray],
+    device: Optional[torch.device] = None,
+) -> ModelBatch:
     """A row per window, padded to the longest."""
-    inputs = build_batch(rows, loaded.special, loaded.device)
+    inputs = build_batch(rows, loaded.special, device or loaded.device)
     return ModelBatch(members, [(i, 0) for i in range(len(members))], inputs)
+
+
+def on_device(batches: Iterable[ModelBatch], device: torch.device) -> Iterator[ModelBatch]:
+    """Batches built on the host, moved to `device` as the forward loop takes
+    them: from the thread (and so on the CUDA stream) that runs the forward."""
+    for batch in batches:
+        inputs = {name: to_device(t, device) for name, t in batch.inputs.items()}
+        yield batch._replace(inputs=inputs)
 
 
 def piece_probabilities(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -216,13 +216,15 @@ def build_batch(
     return batch
 
 
-def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    """A host array as a tensor on `device`.
+def to_device(data: Union[np.ndarray, torch.Tensor], device: torch.device) -> torch.Tensor:
+    """A host array or tensor as a tensor on `device`.
 
     To a CUDA GPU through pinned memory, without blocking: the copy runs on the
-    device's stream, in order with the forward pass that reads it, and the
-    host goes on preparing the next batch meanwhile."""
-    tensor = torch.from_numpy(array)
-    if device.type == "cuda":
+    calling thread's current stream, in order with a forward pass that thread
+    runs next, and the host goes on meanwhile."""
+    tensor = torch.from_numpy(data) if isinstance(data, np.ndarray) else data
+    if tensor.device == device:
+        return tensor
+    if device.type == "cuda" and tensor.device.type == "cpu":
         return tensor.pin_memory().to(device, non_blocking=True)
     return tensor.to(device)

@@ -10,7 +10,9 @@ device). At most `depth + 1` chunks are prepared and not yet finished, so
 memory stays bounded whatever the stream's length.
 
 On a CPU the forward pass already keeps every core busy: glue running beside
-it takes cores from it, so the default is off there (`overlaps`).
+it takes cores from it, so the default is off there (`overlaps`). The inputs
+are built on the host and moved to the device in the device thread, so the
+copies run on the stream the forward pass reads them from.
 
 Chunks are cut smaller than `pipe`'s usual 256 docs where the docs are long
 (`doc_chunks`): overlapping needs several chunks, and a chunk of about one
@@ -19,6 +21,7 @@ full forward batch of text is enough to keep the device fed.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import (
@@ -39,6 +42,7 @@ Prepared = TypeVar("Prepared")
 Output = TypeVar("Output")
 Result = TypeVar("Result")
 
+DEVICE_THREAD = "hf_tagger_device"
 # Chunks prepared ahead of the one the device runs.
 DEPTH = 1
 # Text a chunk should hold, in characters per subword of a full window
@@ -47,9 +51,11 @@ CHARS_PER_SUBWORD = 4
 
 
 def overlaps(setting: Optional[bool], device_type: str) -> bool:
-    """The `overlap` setting resolved: null means on for accelerators, off on CPU."""
+    """The `overlap` setting resolved: null means on for CUDA GPUs only. Off on
+    CPU (see above), and on Apple MPS, whose backend cannot run ops from two
+    threads at once."""
     if setting is None:
-        return device_type != "cpu"
+        return device_type == "cuda"
     return bool(setting)
 
 
@@ -105,10 +111,20 @@ def run_overlapped(
     """
     if depth < 0:
         raise ValueError(f"depth must be at least 0, got {depth}")
-    device = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf_tagger_device")
+    device = ThreadPoolExecutor(max_workers=1, thread_name_prefix=DEVICE_THREAD)
     in_flight: Deque[_InFlight[Item, Prepared, Output]] = deque()
+    stream = iter(items)
     try:
-        for item in items:
+        while True:
+            try:
+                item = next(stream)
+            except StopIteration:
+                break
+            except BaseException:
+                # The stream itself failed: what it gave so far is still written.
+                while in_flight:
+                    yield _finished(in_flight.popleft(), finish)
+                raise
             try:
                 prepared = prepare(item)
                 in_flight.append(_InFlight(item, prepared, device.submit(forward, prepared)))
@@ -119,7 +135,10 @@ def run_overlapped(
         while in_flight:
             yield _finished(in_flight.popleft(), finish)
     finally:
-        device.shutdown(wait=True, cancel_futures=True)
+        # A generator freed by the garbage collector can be closed from any
+        # thread, the device thread included, which cannot wait for itself.
+        waits = not threading.current_thread().name.startswith(DEVICE_THREAD)
+        device.shutdown(wait=waits, cancel_futures=True)
 
 
 def _finished(

@@ -140,7 +140,7 @@ def packed_inputs(
         batch["position_ids"] = torch.from_numpy(positions + layout.position_offset)
     if special.uses_token_types:
         batch["token_type_ids"] = torch.zeros_like(batch["input_ids"])
-    return {k: to_device(v.numpy(), device) for k, v in batch.items()}, placements
+    return {k: to_device(v, device) for k, v in batch.items()}, placements
 
 
 def find_layout(

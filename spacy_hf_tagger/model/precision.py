@@ -91,7 +91,8 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> FrozenSet[str]:
 
 @lru_cache(maxsize=1)
 def machine_flags() -> FrozenSet[str]:
-    """This machine's CPU flags, read once."""
+    """This machine's CPU flags, read once: for choices made per batch (the
+    batch shape); `choose_precision` reads `cpu_flags` each time it decides."""
     return cpu_flags()
 
 
@@ -112,7 +113,7 @@ def choose_precision(
             return Precision(dtype, _dtype_name(dtype), "auto on a CUDA GPU")
         if device.type == "mps":
             return Precision(torch.float16, "float16", "auto on Apple MPS")
-        native = sorted((machine_flags() if flags is None else flags) & BF16_FLAGS)
+        native = sorted((cpu_flags() if flags is None else flags) & BF16_FLAGS)
         if native:
             why = f"auto: this CPU computes bf16 natively ({', '.join(native)})"
             return Precision(torch.float32, "bfloat16", why)

@@ -23,7 +23,6 @@ from spacy_hf_tagger.align.sentences import (
 NLP = spacy.blank("en")
 
 
-
 def test_line_break_starts_skip_whitespace_tokens():
     doc = NLP("Paris is big.\n\nBerlin too \n and Rome.\r\nEnd")
     starts = segment_starts(doc)

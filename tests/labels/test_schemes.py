@@ -490,11 +490,7 @@ def test_spans_of_tags(tags, spans):
     assert spans_of_tags(tags) == spans
 
 
-@given(
-    st.lists(
-        st.sampled_from(["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "I-ORG"]), max_size=30
-    )
-)
+@given(st.lists(st.sampled_from(["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "I-ORG"]), max_size=30))
 def test_spans_of_tags_is_conlleval_on_iob(tags):
     assert spans_of_tags(tags) == _conlleval_spans(tags)
 

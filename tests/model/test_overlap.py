@@ -13,7 +13,7 @@ from spacy_hf_tagger.model.overlap import doc_chunks, overlaps, run_overlapped
 
 def test_overlap_setting_defaults_to_accelerators_only() -> None:
     assert overlaps(None, "cuda") is True
-    assert overlaps(None, "mps") is True
+    assert overlaps(None, "mps") is False  # MPS cannot run ops from two threads
     assert overlaps(None, "cpu") is False
     assert overlaps(True, "cpu") is True
     assert overlaps(False, "cuda") is False
@@ -114,6 +114,20 @@ def test_prepare_overlaps_the_forward_of_the_chunk_before() -> None:
     assert elapsed < 0.35, elapsed
     starts = {(kind, x): t for kind, x, t in events}
     assert starts[("prepare", 1)] < starts[("forward", 0)] + 0.015
+
+
+def test_a_failing_stream_still_gives_what_came_before() -> None:
+    def stream():
+        yield from range(3)
+        raise OSError("the source went away")
+
+    out = []
+    with pytest.raises(OSError, match="went away"):
+        for item, result in run_overlapped(
+            stream(), lambda x: x, lambda x: x * 2, lambda i, p, y: y
+        ):
+            out.append((item, result))
+    assert out == [(0, 0), (1, 2), (2, 4)]
 
 
 def test_closing_early_stops_the_device_thread() -> None:

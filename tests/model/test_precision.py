@@ -36,7 +36,7 @@ def _entities(nlp: spacy.language.Language, texts: List[str]) -> List[List[Tuple
 
 
 def _fake_flags(monkeypatch: pytest.MonkeyPatch, flags: FrozenSet[str]) -> None:
-    monkeypatch.setattr(precision, "machine_flags", lambda: flags)
+    monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
 
 
 # ------------------------------------------------------------------ the decision
