@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
+import stages
 from accuracy import (
     DEFAULT_DATA,
     DEFAULT_MODEL,
@@ -317,11 +318,9 @@ def glue_report(
     """Ours by stage; ours with the model replaced by a replay of its logits
     (glue-only); and that replay sleeping as long as the glue takes, one after
     the other and overlapped. Returns FAIL lines."""
-    import stages
-
     texts = list(texts)
     pipe = nlp.get_pipe("hf_token_tagger")
-    total, clock, real_docs = stage_breakdown(nlp, texts)
+    total, clock, real_docs = stages.stage_breakdown(nlp, texts)
     print(f"\n-- [{name}] ours by stage (one run, {pipe.precision.runs_in}):")
     print(clock.table(total, words))
     store, _ = stages.record_logits(nlp, texts)
@@ -389,12 +388,6 @@ def glue_report(
     if not ok:
         fails.append(f"{name}: overlap {ratio:.2f}x (entities identical: {same})")
     return fails
-
-
-def stage_breakdown(nlp, texts: List[str]):
-    import stages
-
-    return stages.stage_breakdown(nlp, texts)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

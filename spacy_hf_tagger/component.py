@@ -57,10 +57,9 @@ from .labels.schemes import LabelScheme, map_types
 from .labels.writing import register_extensions, write_entities, write_tags
 from .model.device import resolve_device
 from .model.forward import (
-    BatchShape,
     ModelBatch,
     PreparedDocs,
-    batch_shape,
+    batch_size_for,
     encode_docs,
     model_batches,
     on_device,
@@ -292,7 +291,7 @@ class HFTokenTagger(TrainablePipe):
         except Exception:  # the plain path hands it to the error handler, per chunk
             yield from self._pipe_plain(stream, fill, error_handler)
             return
-        chunk_chars = self._batch_shape.size * loaded.content_length * CHARS_PER_SUBWORD
+        chunk_chars = self._batch_size * loaded.content_length * CHARS_PER_SUBWORD
         chunks = doc_chunks(stream, fill, chunk_chars, _text_length)
         for docs, outcome in run_overlapped(
             chunks,
@@ -321,8 +320,8 @@ class HFTokenTagger(TrainablePipe):
         return self.settings.context == "sentence"
 
     @property
-    def _batch_shape(self) -> BatchShape:
-        return batch_shape(self._device.type, self.precision.runs_in, self.settings.batch_size)
+    def _batch_size(self) -> int:
+        return batch_size_for(self._device.type, self.precision.runs_in, self.settings.batch_size)
 
     def _annotate_docs(self, docs: Sequence[Doc]) -> None:
         self.set_annotations(docs, self.predict(docs))
@@ -340,26 +339,27 @@ class HFTokenTagger(TrainablePipe):
 
     def _prepare(self, docs: Sequence[Doc], materialize: bool = False) -> PreparedDocs:
         """The CPU's work before the model: pieces aligned to tokens, and the
-        model inputs (built as the forward loop asks for them; or all at once,
-        on the host, with `materialize`: for a device thread to move and run)."""
+        model inputs, on the host (`_forward` moves them), built as the forward
+        loop asks for them, or all at once with `materialize` (for a device
+        thread to run)."""
         loaded = self._ensure_loaded()
         encoded = self._encode(docs)
-        shape = self._batch_shape
         batches: Iterable[ModelBatch] = model_batches(
             loaded,
             encoded,
-            shape.size,
+            self._batch_size,
             self.settings.max_batch_subwords,
             pack=True,
-            call_overhead=shape.call_overhead,
-            device=HOST if materialize else None,
+            device=HOST,
         )
         if materialize:
             batches = list(batches)
         return PreparedDocs(encoded, batches)
 
     def _forward(self, prepared: PreparedDocs) -> np.ndarray:
-        """The model's part: label probabilities per piece (one forward at a time)."""
+        """The model's part: label probabilities per piece (one forward at a time).
+        Inputs reach the device here, from the thread (and so on the CUDA
+        stream) that runs the forward."""
         loaded = self._ensure_loaded()
         batches = iter(prepared.batches)
         if loaded.device.type != "cpu":
@@ -543,7 +543,8 @@ class HFTokenTagger(TrainablePipe):
             tag_attr="POS" if "pos" in self.annotate else "TAG",
             label_all_pieces=bool(self.settings.label_all_pieces),
             follow_sentences=self._follows_sentences,
-            batch_size=batch_shape(self._device.type, "float32", self.settings.batch_size).size,
+            # Training computes in the weights' dtype, float32 on CPU.
+            batch_size=batch_size_for(self._device.type, "float32", self.settings.batch_size),
             max_batch_subwords=self.settings.max_batch_subwords,
         )
         self._count(train_unknown_labels=unknown)

@@ -27,42 +27,32 @@ CPU_BATCH_OVERHEAD = 32
 DEVICE_BATCH_OVERHEAD = 256
 
 
-class BatchShape(NamedTuple):
-    """How many windows a forward call takes, and what one more call costs (in
-    padded positions) when deciding whether to split a batch."""
-
-    size: int
-    call_overhead: int
-
-
-# Measured with benchmarks/speed.py (docs/speed.md#batch-shape), windows of
-# CoNLL-2003 sentences and documents, a 6-layer MiniLM: on an AMD EPYC with
-# avx512_bf16 and no AMX, 32, 64 and 128 windows per call run within 3% of
-# each other at bf16 and at fp32, and 32 is never slower; on an Intel Xeon with
-# AMX, bf16 calls of 64 windows ran 16% faster than 32 (128: 18%), since AMX
-# makes a position so cheap that the per-call cost dominates.
-CPU_SHAPE = BatchShape(32, CPU_BATCH_OVERHEAD)
-AMX_BF16_SHAPE = BatchShape(64, CPU_BATCH_OVERHEAD)
-ACCELERATOR_SHAPE = BatchShape(32, DEVICE_BATCH_OVERHEAD)
+# Windows per forward call, measured with benchmarks/speed.py (docs/speed.md#batch-shape)
+# on CoNLL-2003 windows with a 6-layer MiniLM. On an AMD EPYC with avx512_bf16
+# and no AMX, the bare forward at bf16 showed no size to prefer (64 ran from
+# 19% slower to 7% faster than 32, round to round); at fp32, 32 was the faster
+# in 5 of 6 rounds (64 up to 21% slower). On an Intel Xeon with AMX, bf16 calls of 64
+# ran 16% faster than 32 (128: 18%): AMX makes a position so cheap that the
+# per-call cost dominates. Accelerators: not measured yet, 32.
+BATCH_SIZE = 32
+AMX_BF16_BATCH_SIZE = 64
 
 
-def batch_shape(
+def batch_size_for(
     device_type: str,
     runs_in: str,
-    batch_size: Optional[int] = None,
+    setting: Optional[int] = None,
     flags: Optional[FrozenSet[str]] = None,
-) -> BatchShape:
-    """The batch shape for a device, the precision inference runs in and the
-    CPU's features (`flags`, default this machine's); a set `batch_size` wins."""
-    if device_type != "cpu":
-        shape = ACCELERATOR_SHAPE
-    elif runs_in == "bfloat16" and "amx_bf16" in (machine_flags() if flags is None else flags):
-        shape = AMX_BF16_SHAPE
-    else:
-        shape = CPU_SHAPE
-    if batch_size is not None:
-        return shape._replace(size=int(batch_size))
-    return shape
+) -> int:
+    """Windows per forward call: the `batch_size` setting, or (null) the size
+    measured best for the device, the precision inference runs in and the
+    CPU's features (`flags`, default this machine's)."""
+    if setting is not None:
+        return int(setting)
+    amx = "amx_bf16" in (machine_flags() if flags is None else flags)
+    if device_type == "cpu" and runs_in == "bfloat16" and amx:
+        return AMX_BF16_BATCH_SIZE
+    return BATCH_SIZE
 
 
 def encode_docs(
@@ -103,7 +93,6 @@ def model_batches(
     max_batch_subwords: int,
     *,
     pack: bool = False,
-    call_overhead: Optional[int] = None,
     device: Optional[torch.device] = None,
 ) -> Iterator[ModelBatch]:
     """Model inputs for the windows of `encoded`, length-sorted, in batches.
@@ -139,11 +128,12 @@ def model_batches(
             else:  # a row per window anyway: the plain mask is the cheaper input
                 yield _padded(loaded, members, rows, device)
         return
-    if call_overhead is None:
-        on_cpu = loaded.device.type == "cpu"
-        call_overhead = CPU_BATCH_OVERHEAD if on_cpu else DEVICE_BATCH_OVERHEAD
+    on_cpu = loaded.device.type == "cpu"
     batches = plan_batches(
-        [w.length for w in windows], batch_size, max_batch_subwords, call_overhead
+        [w.length for w in windows],
+        batch_size,
+        max_batch_subwords,
+        CPU_BATCH_OVERHEAD if on_cpu else DEVICE_BATCH_OVERHEAD,
     )
     for batch in batches:
         members = [windows[i] for i in batch]

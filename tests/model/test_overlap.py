@@ -153,18 +153,16 @@ def test_negative_depth_is_refused() -> None:
 # ------------------------------------------------------------------ batch shape
 
 
-def test_batch_shape_follows_precision_and_cpu() -> None:
-    from spacy_hf_tagger.model.forward import batch_shape
+def test_batch_size_follows_precision_and_cpu() -> None:
+    from spacy_hf_tagger.model.forward import batch_size_for
 
     amx = frozenset({"avx512_bf16", "amx_bf16"})
     no_amx = frozenset({"avx512_bf16"})
-    assert batch_shape("cpu", "bfloat16", flags=amx).size == 64
-    assert batch_shape("cpu", "bfloat16", flags=no_amx).size == 32
-    assert batch_shape("cpu", "float32", flags=amx).size == 32
-    assert batch_shape("cpu", "int8", flags=amx).size == 32
-    assert batch_shape("cuda", "bfloat16", flags=amx).call_overhead > (
-        batch_shape("cpu", "bfloat16", flags=amx).call_overhead
-    )
-    # A set batch size wins everywhere; the call cost stays the device's.
-    assert batch_shape("cpu", "bfloat16", 7, flags=amx).size == 7
-    assert batch_shape("cuda", "float16", 7).size == 7
+    assert batch_size_for("cpu", "bfloat16", flags=amx) == 64
+    assert batch_size_for("cpu", "bfloat16", flags=no_amx) == 32
+    assert batch_size_for("cpu", "float32", flags=amx) == 32
+    assert batch_size_for("cpu", "int8", flags=amx) == 32
+    assert batch_size_for("cuda", "bfloat16", flags=amx) == 32
+    # A set batch size wins everywhere.
+    assert batch_size_for("cpu", "bfloat16", 7, flags=amx) == 7
+    assert batch_size_for("cuda", "float16", 7) == 7
