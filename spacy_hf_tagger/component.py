@@ -378,8 +378,8 @@ class HFTokenTagger(TrainablePipe):
         prediction = BatchPrediction(
             token_probs, alignment.tokens_with_pieces(), alignment.tied_tokens(), encoded
         )
-        if loaded.scheme.is_entity and self.settings.group_words:
-            prediction.word_starts, prediction.glued = word_groups(
+        if loaded.scheme.is_entity:
+            words = word_groups(
                 encoded.text,
                 encoded.token_starts,
                 encoded.token_ends,
@@ -387,6 +387,11 @@ class HFTokenTagger(TrainablePipe):
                 encoded.segment_starts,
                 encoded.is_space,
             )
+            # Whatever `group_words` says: entities are read (and trained)
+            # through pieces that may hold a bracket with the word.
+            prediction.edge_punct = words.separating & alignment.shares_piece_with_neighbour()
+            if self.settings.group_words:
+                prediction.word_starts, prediction.glued = words.starts, words.glued
         return prediction
 
     def set_annotations(self, docs: Iterable[Doc], predictions: BatchPrediction) -> None:
@@ -417,6 +422,7 @@ class HFTokenTagger(TrainablePipe):
             tied=predictions.tied,
             word_starts=predictions.word_starts,
             glued_punct=predictions.glued,
+            edge_punct=predictions.edge_punct,
             segment_starts=encoded.segment_starts,
         )
         lost = 0

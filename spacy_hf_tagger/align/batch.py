@@ -63,6 +63,7 @@ def encode_batch(
     docs: Sequence[Doc],
     tokenize: Callable[[List[str]], Sequence[Tuple[np.ndarray, np.ndarray]]],
     follow_sentences: bool = True,
+    running_in_first: bool = True,
 ) -> EncodedBatch:
     """Tokenize `docs` into pieces and align the pieces to the docs' tokens.
 
@@ -72,6 +73,7 @@ def encode_batch(
     its own, exactly as if it were a text of its own (a byte-level BPE
     tokenizer, say, marks a line's first word as it marks a text's first
     word); otherwise each doc is tokenized and seen whole.
+    `running_in_first`: which piece a token is read through (`align_pieces`).
     """
     texts = [doc.text for doc in docs]
     text = "".join(texts)
@@ -148,7 +150,7 @@ def encode_batch(
         trimmed[:, 0],
         np.repeat(span_bounds[1:], span_pieces),
     )
-    alignment = align_pieces(ranges, int(token_bounds[-1]), markers)
+    alignment = align_pieces(ranges, int(token_bounds[-1]), markers, running_in_first)
     # A line break the tokenizer dropped (BERT removes a form feed) can fall
     # inside a piece of a doc seen whole: the model saw one word there, and no
     # entity boundary goes inside a piece.
@@ -208,6 +210,9 @@ class BatchPrediction:
     encoded: EncodedBatch
     word_starts: Optional[np.ndarray] = None
     glued: Optional[np.ndarray] = None
+    # Brackets, quotes, commas... sharing a piece with a neighbour: never an
+    # entity's first or last token (`align.words`, `labels.decoding`).
+    edge_punct: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.encoded.token_bounds) - 1

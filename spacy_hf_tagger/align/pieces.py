@@ -146,7 +146,9 @@ class TokenAlignment:
     """Piece↔token pairs: pair k links piece `piece[k]` to token `token[k]`.
 
     `continues[k]` is True when the piece started in an earlier token, so it
-    may only continue an entity in this one, never begin it.
+    may only continue an entity in this one, never begin it. Pairs are sorted
+    by token; a token's first pair is the piece it is read through (see
+    `align_pieces`), then the others.
     """
 
     piece: np.ndarray
@@ -162,6 +164,13 @@ class TokenAlignment:
         mask[self.token] = True
         return mask
 
+    def shares_piece_with_neighbour(self) -> np.ndarray:
+        """Tokens that share a piece with the token before or after them (the
+        piece starts in one and runs into the other)."""
+        runs_in = np.zeros(self.n_tokens, dtype=bool)
+        runs_in[self.token[self.continues]] = True
+        return runs_in | np.r_[runs_in[1:], False]
+
     def tied_tokens(self) -> np.ndarray:
         """Tokens covered only by a piece that started in an earlier token.
 
@@ -174,12 +183,20 @@ class TokenAlignment:
 
 
 def align_pieces(
-    ranges: np.ndarray, n_tokens: int, markers: Optional[np.ndarray] = None
+    ranges: np.ndarray,
+    n_tokens: int,
+    markers: Optional[np.ndarray] = None,
+    running_in_first: bool = True,
 ) -> TokenAlignment:
     """Expand piece token ranges into piece↔token pairs, sorted by token.
 
     `markers`: per piece, whether it is a bare word marker attached to the word
-    after it (`attach_word_markers`)."""
+    after it (`attach_word_markers`). `running_in_first`: a token's first pair
+    is the piece holding its first character, the one running in from an
+    earlier token when there is one (entity models: "China" of "(China)" is
+    read through "(Ch", where a word-trained model put its label); otherwise
+    the first piece that starts in it (tag models: every token has a tag of
+    its own, which a piece shared with the token before cannot carry)."""
     ranges = np.asarray(ranges, dtype=np.int64).reshape(-1, 2)
     counts = np.maximum(ranges[:, 1] - ranges[:, 0] + 1, 0)
     piece = np.repeat(np.arange(len(ranges)), counts)
@@ -190,7 +207,7 @@ def align_pieces(
     offset_in_piece = np.arange(len(piece)) - group_start
     token = ranges[piece, 0] + offset_in_piece
     continues = offset_in_piece > 0
-    order = np.lexsort((piece, continues, token))
+    order = np.lexsort((piece, ~continues if running_in_first else continues, token))
     pair_marker = None
     if markers is not None and np.any(markers):
         pair_marker = np.asarray(markers, dtype=bool)[piece[order]]
@@ -245,9 +262,12 @@ def aggregate_token_probs(
 ) -> np.ndarray:
     """Probabilities per spaCy token from the probabilities of its pieces.
 
-    - "first": the first piece that starts in the token (or, when none does,
-      the piece that runs into it from the previous token); when that piece is
-      a bare word marker, the mean of it and the piece after it;
+    - "first": the token's first pair (`align_pieces`): for entity models the
+      piece that holds the token's first character, the word's first piece to
+      a model trained on words (when it ran in from an earlier token, as "(Ch"
+      does into "China" of "(China)", with its begin-mass moved to the
+      continuation); when that piece is a bare word marker, the mean of it
+      and the piece after it;
     - "average": the mean over all pieces that overlap the token;
     - "max": the piece with the most confident prediction.
 
@@ -267,7 +287,7 @@ def aggregate_token_probs(
         np.add.at(moved.T, continuation, pair_probs[alignment.continues].T)
         pair_probs[alignment.continues] = moved
     token = alignment.token
-    # Pairs are sorted by (token, continues, piece): group boundaries by token.
+    # Pairs are sorted by token, each token's first-character piece first.
     boundary = np.flatnonzero(np.r_[True, token[1:] != token[:-1]])
     group_tokens = token[boundary]
     if method == "first":

@@ -5,12 +5,17 @@ label on the first subword of each *word*, where "Collomb-Patton",
 "KwaZulu-Natal" and "1." are single words; their later pieces carry untrained
 noise. spaCy splits such words ("Collomb", "-", "Patton"; "1", "."), so reading
 each spaCy token on its own turns that noise into broken or spurious
-entities. Two repairs, measured on CoNLL-2003 test (see benchmarks/):
+entities. Three repairs, measured on CoNLL-2003 test (see benchmarks/):
 
 - tokens joined by an infix hyphen/slash with no space ("al-Boushi", "UK-US")
   form one word and take the label of its first token;
 - a punctuation-only token glued to the token before it (the "." of "1.")
-  cannot begin an entity.
+  cannot begin an entity;
+- a token of separating punctuation only (brackets, quotes, `,;:.!?` and
+  their CJK and full-width forms; not "$", "%", "#" or "&", which can belong
+  to an entity) that shares a piece with its neighbour (the "(" of a piece
+  "(Ch" in "(China)", the "," of "s," in "Blades,") is neither an entity's
+  first nor its last token: the piece's label is about the word.
 
 Pure functions over the text's characters, token char spans and trailing-space
 flags.
@@ -18,7 +23,8 @@ flags.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+import unicodedata
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -28,6 +34,12 @@ INFIX_CONNECTORS = frozenset({"-", "–", "—", "/", "‐", "‑"})
 _CONNECTOR_CODES = np.array(sorted(ord(c) for c in INFIX_CONNECTORS), dtype=np.uint32)
 _BMP = 0x10000
 _ALNUM_TABLE: Optional[np.ndarray] = None
+# Punctuation that separates words and never belongs to a name at its edge:
+# opening/closing brackets and quotes (Unicode Ps, Pe, Pi, Pf), ASCII quotes,
+# and clause and sentence punctuation.
+_SEPARATING_CATEGORIES = frozenset({"Ps", "Pe", "Pi", "Pf"})
+_SEPARATING_CHARS = frozenset("'\"`,;:.!?\u2026\u3001\u3002\uff0c\uff1b\uff1a\uff01\uff1f\uff0e")
+_SEPARATING_TABLE: Optional[np.ndarray] = None
 
 
 def _alnum_of(codepoints: np.ndarray) -> np.ndarray:
@@ -40,10 +52,35 @@ def _alnum_of(codepoints: np.ndarray) -> np.ndarray:
     return mask
 
 
+def _separating_of(codepoints: np.ndarray) -> np.ndarray:
+    global _SEPARATING_TABLE
+    if _SEPARATING_TABLE is None:
+        _SEPARATING_TABLE = np.array(
+            [
+                unicodedata.category(chr(c)) in _SEPARATING_CATEGORIES
+                or chr(c) in _SEPARATING_CHARS
+                for c in range(_BMP)
+            ],
+            dtype=bool,
+        )
+    mask = _SEPARATING_TABLE[np.minimum(codepoints, _BMP - 1)]
+    mask[codepoints >= _BMP] = False
+    return mask
+
+
 def alnum_mask(text: str) -> np.ndarray:
     """Boolean array, one entry per character of `text`: is it alphanumeric
     (`str.isalnum`)."""
     return _alnum_of(codepoints(text))
+
+
+class WordGroups(NamedTuple):
+    """Per token: the first token of its word, whether it is punctuation glued
+    to the token before it, and whether it is separating punctuation only."""
+
+    starts: np.ndarray
+    glued: np.ndarray
+    separating: np.ndarray
 
 
 def word_groups(
@@ -53,8 +90,8 @@ def word_groups(
     spaces: np.ndarray,
     doc_starts: np.ndarray,
     is_space: Optional[np.ndarray] = None,
-) -> Tuple[np.ndarray, np.ndarray]:
-    """Word starts and glued punctuation for the tokens of one or more docs.
+) -> WordGroups:
+    """Word starts, glued and separating punctuation for the tokens of one or more docs.
 
     Tokens are char spans of `text` (docs joined in order); `spaces[i]` is
     True when token i is followed by whitespace and `doc_starts[i]` when it
@@ -62,11 +99,12 @@ def word_groups(
     Returns, per token, the index of the first token of its word (a word joins
     `a`, connector, `b` when the connector is glued to both and `a` ends, `b`
     starts, with a letter or digit), and whether it is punctuation glued to
-    the token before it.
+    the token before it; and which tokens hold only separating punctuation.
     """
     n = len(token_starts)
     if n == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+        none = np.zeros(0, dtype=bool)
+        return WordGroups(np.zeros(0, dtype=np.int64), none, none)
     starts = np.asarray(token_starts, dtype=np.int64)
     ends = np.asarray(token_ends, dtype=np.int64)
     spaces = np.asarray(spaces, dtype=bool)
@@ -85,8 +123,10 @@ def word_groups(
         connector = (ends - starts == 1) & np.isin(codes[first], _CONNECTOR_CODES)
         solid = np.r_[0, np.cumsum(alnum | is_space)]
         punct_only = nonempty & (solid[ends] == solid[starts])
+        other = np.r_[0, np.cumsum(~_separating_of(codes))]
+        separating = nonempty & (other[ends] == other[starts])
     else:
-        first_alnum = last_alnum = connector = punct_only = np.zeros(n, dtype=bool)
+        first_alnum = last_alnum = connector = punct_only = separating = np.zeros(n, dtype=bool)
     # Connector i joins i-1 and i+1 when glued to both, all in one doc.
     joins = np.zeros(n, dtype=bool)
     if n >= 3:
@@ -105,4 +145,4 @@ def word_groups(
     word_start = np.maximum.accumulate(np.where(attached, 0, np.arange(n)))
     glued = np.zeros(n, dtype=bool)
     glued[1:] = punct_only[1:] & ~spaces[:-1] & ~doc_starts[1:]
-    return word_start, glued
+    return WordGroups(word_start, glued, separating)

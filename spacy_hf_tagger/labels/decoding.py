@@ -11,7 +11,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from .schemes import LabelScheme, decode_spans, spans_to_iob
+from .schemes import DecodedSpan, LabelScheme, decode_spans, spans_to_iob
 from .writing import EntityPrediction
 
 
@@ -109,12 +109,18 @@ def _apply_words(
     """Give every token of a multi-token word its first token's entity, and keep
     glued punctuation from beginning an entity (see `words`)."""
     label_ids = label_ids.copy()
-    prefixes, types = scheme.prefixes, scheme.types
-    for i in np.flatnonzero(starts != np.arange(len(starts))).tolist():
+    first_of_word = starts == np.arange(len(starts))
+    for i in np.flatnonzero(~first_of_word).tolist():
         _extend_entity(scheme, label_ids, int(starts[i]), i)
-    for i in np.flatnonzero(glued_punct).tolist():
-        if starts[i] != i:
-            continue
+    return _never_begin(scheme, label_ids, glued_punct & first_of_word)
+
+
+def _never_begin(scheme: LabelScheme, label_ids: np.ndarray, marked: np.ndarray) -> np.ndarray:
+    """Make each marked token that would begin an entity O; one that continues
+    the entity of the token before it stays in it."""
+    label_ids = label_ids.copy()
+    prefixes, types = scheme.prefixes, scheme.types
+    for i in np.flatnonzero(marked).tolist():
         current = int(label_ids[i])
         if current < 0 or prefixes[current] == "O":
             continue
@@ -130,6 +136,34 @@ def _apply_words(
     return label_ids
 
 
+def _trim_edges(
+    spans: List[DecodedSpan], edge_punct: np.ndarray, scores: np.ndarray
+) -> List[DecodedSpan]:
+    """Drop marked tokens from both ends of each span, never emptying it.
+
+    A piece that holds a bracket or comma and the start or end of a word
+    ("(Ch" of "(China)", "s," of "Blades,") gives both tokens one label: the
+    word's. Taken as it is, the entity would swallow the bracket or comma,
+    which separating punctuation (`align.words`) never is part of. The span
+    score is recomputed over what is left.
+    """
+    out = []
+    marked = edge_punct.tolist()
+    for span in spans:
+        start, end = span.start, span.end
+        while end - start > 1 and marked[start]:
+            start += 1
+        while end - start > 1 and marked[end - 1]:
+            end -= 1
+        if (start, end) != (span.start, span.end):
+            kept = scores[start:end]
+            kept = kept[~np.isnan(kept)]
+            score = float(kept.mean()) if len(kept) else 0.0
+            span = DecodedSpan(start, end, span.label, score)
+        out.append(span)
+    return out
+
+
 def predict_entities(
     scheme: LabelScheme,
     token_probs: np.ndarray,
@@ -140,17 +174,21 @@ def predict_entities(
     tied: Optional[np.ndarray] = None,
     word_starts: Optional[np.ndarray] = None,
     glued_punct: Optional[np.ndarray] = None,
+    edge_punct: Optional[np.ndarray] = None,
     segment_starts: Optional[np.ndarray] = None,
 ) -> Tuple[EntityPrediction, int]:
     """Decode token probabilities into entity spans and IOB2 labels.
 
     `type_names` maps each model type to its output label, or None to drop
     it; `tied` marks tokens that must share the previous token's entity (see
-    `_tie_to_previous`). The tokens may be those of several docs, one after
-    the other, with `segment_starts` marking the first token of each doc
-    and of each segment (sentence or line) the model saw on its own: nothing
-    carries over from one to the next (see `split_by_doc`). Returns the
-    prediction and how many spans the threshold removed.
+    `_tie_to_previous`); `edge_punct` marks tokens that never begin an
+    entity and that an entity of several tokens does not end with (see
+    `_trim_edges`). The tokens may be
+    those of several docs, one after the other, with `segment_starts`
+    marking the first token of each doc and of each segment (sentence or
+    line) the model saw on its own: nothing carries over from one to the
+    next (see `split_by_doc`). Returns the prediction and how many spans the
+    threshold removed.
     """
     n_tokens = len(token_probs)
     if n_tokens == 0:
@@ -161,6 +199,10 @@ def predict_entities(
         label_ids = _tie_to_previous(scheme, label_ids, tied, segment_starts)
     if word_starts is not None and glued_punct is not None:
         label_ids = _apply_words(scheme, label_ids, word_starts, glued_punct)
+    if edge_punct is not None and edge_punct.any():
+        # "(" of a piece "(Ch" reads China's B-: the entity begins at "China",
+        # which reads the same piece as its continuation.
+        label_ids = _never_begin(scheme, label_ids, edge_punct)
     label_ids = _fill_gaps(scheme, label_ids, has_piece, segment_starts)
     # Each token's score is the model's probability for the type it ends up
     # with, whatever the prefix: repair may turn a confident S-X into B-X, and
@@ -172,6 +214,8 @@ def predict_entities(
     type_probs = (token_probs.astype(np.float64) * same_type).sum(axis=1)
     scores = np.where(has_piece, type_probs, np.nan)
     decoded = decode_spans(scheme, label_ids, scores, segment_starts)
+    if edge_punct is not None and edge_punct.any():
+        decoded = _trim_edges(decoded, edge_punct, scores)
 
     spans: List[Tuple[int, int, str, float]] = []
     below = 0

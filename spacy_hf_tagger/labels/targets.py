@@ -1,11 +1,10 @@
 """Encode gold token labels as subword training targets.
 
 Uses the very alignment inference uses (`align.pieces.align_pieces`), so what the
-model is trained on is exactly what it is later read back through. The first
-piece that starts in a token carries the token's label; the token's other
-pieces are ignored, or (with `label_all_pieces`) carry the token's
-continuation label. Pieces that run in from an earlier token are ignored:
-they already carry that token's label.
+model is trained on is exactly what it is later read back through. The piece
+that holds a token's first character carries the token's label; the token's
+other pieces are ignored, or (with `label_all_pieces`) carry the token's
+continuation label.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..align.pieces import TokenAlignment
+from ..align.pieces import TokenAlignment, marker_pairs
 from .schemes import LabelScheme
 
 IGNORE_INDEX = -100
@@ -82,24 +81,46 @@ def piece_targets(
     *,
     label_all_pieces: bool = False,
     continuation: Optional[np.ndarray] = None,
+    outside: Optional[int] = None,
 ) -> np.ndarray:
-    """Target label id for each piece (IGNORE_INDEX where it gets no loss)."""
+    """Target label id for each piece (IGNORE_INDEX where it gets no loss).
+
+    A token's label goes on its head piece, the one holding its first
+    character: the piece inference reads it through. A piece that is the head
+    of several tokens ("(Ch" of "(China)": "(" and "China") takes the first
+    label among them that is not `outside`, or `outside`, or IGNORE_INDEX
+    when any of their labels is missing; inference keeps such a bracket out
+    of the entity (`labels.decoding`). A head that is a bare word marker
+    shares its label with the piece after it, unless that piece heads a
+    token of its own. Tag models (`align_pieces` without `running_in_first`)
+    keep one head per token: the first piece that starts in it.
+    """
     targets = np.full(n_pieces, IGNORE_INDEX, dtype=np.int64)
     if len(alignment.piece) == 0:
         return targets
-    starting = ~alignment.continues
-    pieces = alignment.piece[starting]
-    tokens = alignment.token[starting]
-    # Pairs are sorted by (token, continues, piece): the first starting pair of
-    # each token is its head piece.
-    head = np.r_[True, tokens[1:] != tokens[:-1]]
-    # Each piece starts in exactly one token, so it appears once here.
-    labels = token_label_ids[tokens]
-    if not label_all_pieces:
-        targets[pieces[head]] = labels[head]
-        return targets
-    if continuation is not None:
-        later = ~head & (labels != IGNORE_INDEX)
-        labels[later] = continuation[labels[later]]
-    targets[pieces] = labels
+    token = alignment.token
+    if label_all_pieces:
+        # The token's other pieces continue its label; heads are written after.
+        starting = ~alignment.continues
+        labels = token_label_ids[token[starting]]
+        if continuation is not None:
+            known = labels != IGNORE_INDEX
+            labels[known] = continuation[labels[known]]
+        targets[alignment.piece[starting]] = labels
+    # Pairs are sorted by token, each token's head piece first.
+    first_pair = np.flatnonzero(np.r_[True, token[1:] != token[:-1]])
+    heads = alignment.piece[first_pair]
+    labels = token_label_ids[token[first_pair]]
+    # Rank each candidate label of a piece: missing first, then an entity
+    # label, then `outside`; ties go to the earlier token.
+    rank = np.where(labels == IGNORE_INDEX, 0, np.where(labels == outside, 2, 1))
+    order = np.lexsort((token[first_pair], rank, heads))
+    chosen = order[np.r_[True, heads[order][1:] != heads[order][:-1]]]
+    targets[heads[chosen]] = labels[chosen]
+    # A bare word marker's word is read through the marker and the piece after
+    # it together (`align.pieces.aggregate_token_probs`): both learn the label.
+    # A piece that heads a token of its own keeps that token's label.
+    marker, after = marker_pairs(alignment, first_pair)
+    free = ~np.isin(alignment.piece[after], heads)
+    targets[alignment.piece[after[free]]] = targets[alignment.piece[marker[free]]]
     return targets

@@ -66,7 +66,7 @@ def encode_docs(
     def tokenize(texts: List[str]) -> List[Tuple[np.ndarray, np.ndarray]]:
         return [(e.ids, e.offsets) for e in encode_texts(tokenizer, texts)]
 
-    return encode_batch(docs, tokenize, follow_sentences)
+    return encode_batch(docs, tokenize, follow_sentences, loaded.scheme.is_entity)
 
 
 class ModelBatch(NamedTuple):

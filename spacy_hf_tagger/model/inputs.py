@@ -183,13 +183,48 @@ def encode_texts(tokenizer: Any, texts: Sequence[str]) -> List[EncodedText]:
     have run on the tokenizer.
     """
     # No lone surrogates can reach here: spaCy cannot store them in a Doc.
-    encodings = tokenizer.backend_tokenizer.encode_batch(list(texts), add_special_tokens=False)
+    backend = tokenizer.backend_tokenizer
+    encodings = backend.encode_batch(list(texts), add_special_tokens=False)
+    markers = bare_marker_ids(backend)
     out = []
-    for encoding in encodings:
+    for text, encoding in zip(texts, encodings):
         ids = np.asarray(encoding.ids, dtype=np.int64)
         offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+        if len(markers):
+            release_prepended_markers(text, ids, offsets, markers)
         out.append(EncodedText(ids, offsets))
     return out
+
+
+# The pieces that stand for a word boundary alone: SentencePiece's "▁" and
+# byte-level BPE's "Ġ".
+BARE_MARKERS = ("\u2581", "\u0120")
+
+
+def bare_marker_ids(backend: Any) -> np.ndarray:
+    """The vocabulary ids of the bare word markers this tokenizer has."""
+    found = [backend.token_to_id(marker) for marker in BARE_MARKERS]
+    return np.array([i for i in found if i is not None], dtype=np.int64)
+
+
+def release_prepended_markers(
+    text: str, ids: np.ndarray, offsets: np.ndarray, markers: np.ndarray
+) -> None:
+    """Make a bare marker that claims another character cover nothing (in place).
+
+    A marker the pre-tokenizer prepended (Metaspace's `prepend_scheme`
+    "always"/"first", to the text or to each of its pre-tokens) has no
+    character of its own, and the backend reports the next character as its
+    offset, the very one the next piece starts with: it would then read as
+    that word's first piece without being seen as a marker. Covering nothing
+    at the word's start, it is attached to the word like any other bare
+    marker (`align.pieces.attach_word_markers`). A marker that stands for a
+    space keeps it; one that is the text's own character ("Ġ" is a Maltese
+    letter in a WordPiece vocabulary) is left as it is."""
+    for k in np.flatnonzero(np.isin(ids, markers)).tolist():
+        start, end = int(offsets[k, 0]), int(offsets[k, 1])
+        if end > start and not text[start].isspace() and text[start] not in BARE_MARKERS:
+            offsets[k] = (start, start)
 
 
 def build_batch(

@@ -224,6 +224,7 @@ def training_batches(
         encoded.n_pieces,
         label_all_pieces=label_all_pieces,
         continuation=loaded.continuation,
+        outside=scheme.outside_id,
     )
     out = []
     for members, _, inputs in model_batches(loaded, encoded, batch_size, max_batch_subwords):

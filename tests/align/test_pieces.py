@@ -262,18 +262,19 @@ def test_align_pieces_pairs_and_continues():
     alignment = align_pieces(ranges, 5)
     assert isinstance(alignment, TokenAlignment)
     assert alignment.n_tokens == 5
-    # sorted by token, then starting pieces before continuing ones, then piece
+    # sorted by token, then the piece running in (it holds the token's first
+    # character) before the pieces starting in it, then piece
     assert alignment.token.tolist() == [0, 1, 2, 2, 4]
-    assert alignment.piece.tolist() == [0, 1, 2, 1, 4]
-    assert alignment.continues.tolist() == [False, False, False, True, False]
+    assert alignment.piece.tolist() == [0, 1, 1, 2, 4]
+    assert alignment.continues.tolist() == [False, False, True, False, False]
     assert alignment.tokens_with_pieces().tolist() == [True, True, True, False, True]
 
 
 def test_align_pieces_piece_over_three_tokens():
     alignment = align_pieces(np.array([[0, 2], [2, 2]]), 3)
     assert alignment.token.tolist() == [0, 1, 2, 2]
-    assert alignment.piece.tolist() == [0, 0, 1, 0]
-    assert alignment.continues.tolist() == [False, True, False, True]
+    assert alignment.piece.tolist() == [0, 0, 0, 1]
+    assert alignment.continues.tolist() == [False, True, True, False]
 
 
 def test_align_pieces_empty():
@@ -351,8 +352,9 @@ def test_aggregate_first():
     probs, alignment = _two_token_case()
     out = aggregate_token_probs(probs, alignment, "first", CONTINUATION)
     assert out.dtype == np.float32
-    # token 1: the piece that starts in it wins over the one running in
-    assert out.tolist() == [[0.125, 0.625, 0.25], [0.25, 0.25, 0.5], [0.0, 0.0, 0.0]]
+    # token 1: the piece running in holds its first character and wins over the
+    # one starting later in it, its begin-mass moved to the continuation
+    assert out.tolist() == [[0.125, 0.625, 0.25], [0.125, 0.0, 0.875], [0.0, 0.0, 0.0]]
 
 
 def test_aggregate_average_moves_begin_to_inside():

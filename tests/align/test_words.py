@@ -164,7 +164,7 @@ def test_grouping_never_crosses_docs(docs):
         expected_starts += [offset + k for k in _reference_word_starts(doc_texts, doc_spaces)]
         expected_glued += _reference_glued(doc_texts, doc_spaces)
         offset += len(doc)
-    starts, glued = word_groups("".join(texts), ends - lengths, ends, spaces, doc_starts)
+    starts, glued, _ = word_groups("".join(texts), ends - lengths, ends, spaces, doc_starts)
     assert starts.tolist() == expected_starts
     assert glued.tolist() == expected_glued
 
@@ -197,7 +197,7 @@ def test_alnum_mask_on_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_result_dtypes() -> None:
     # word starts index tokens; glued punctuation is a mask
     for texts in ([], ["1", "."], ["a", "-", "b"]):
-        starts, glued = _one_doc(texts, [False] * len(texts))
+        starts, glued, _ = _one_doc(texts, [False] * len(texts))
         assert starts.dtype == np.int64
         assert glued.dtype == bool
 
@@ -210,7 +210,7 @@ def test_flags_given_as_integers() -> None:
     doc_starts = np.array([1, 0, 0, 0, 0, 1, 1, 0], dtype=np.uint64)
     lengths = np.array([len(t) for t in texts], dtype=np.int64)
     ends = np.cumsum(lengths)
-    starts, glued = word_groups("".join(texts), ends - lengths, ends, spaces, doc_starts)
+    starts, glued, _ = word_groups("".join(texts), ends - lengths, ends, spaces, doc_starts)
     assert starts.tolist() == [0, 0, 0, 3, 4, 5, 6, 7]
     assert glued.tolist() == [False, True, False, False, True, False, False, False]
 

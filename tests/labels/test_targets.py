@@ -169,15 +169,50 @@ def test_piece_targets_missing_token_labels_stay_ignored():
         assert targets.tolist() == [X, X, X, X, X, 0, X]
 
 
-def test_piece_targets_token_with_own_piece_after_running_in_piece():
-    # piece 0 covers token 0 and the start of token 1; piece 1 starts in token 1
+def test_piece_targets_token_read_through_the_piece_running_in():
+    # piece 0 covers token 0 and the start of token 1; piece 1 starts in token 1:
+    # inference reads token 1 through piece 0, so piece 1 is not its head
     alignment = align_pieces(np.array([[0, 1], [1, 1]]), 2)
     targets = piece_targets(np.array([1, 2]), alignment, 2)
-    assert targets.tolist() == [1, 2]
+    assert targets.tolist() == [1, X]
     targets = piece_targets(
         np.array([1, 2]), alignment, 2, label_all_pieces=True, continuation=CONTINUATION
     )
     assert targets.tolist() == [1, 2]
+
+
+# "(China)" in three tokens "(", "China", ")" and three pieces "▁(Ch", "ina)", ...:
+# piece 0 heads "(" and "China", piece 1 heads ")" and is China's later piece.
+BRACKETED = np.array([[0, 1], [1, 2], [3, 3]])
+
+
+def test_piece_heading_a_bracket_and_a_word_takes_the_word_label():
+    alignment = align_pieces(BRACKETED, 4)
+    outside = IOB.outside_id
+    b_loc = IOB.label_index[("B", "LOC")]
+    labels = np.array([outside, b_loc, outside, outside])
+    targets = piece_targets(labels, alignment, 3, outside=outside)
+    assert targets.tolist() == [b_loc, outside, outside]
+    # without knowing which label is O, the first token's label (a tagger's way)
+    assert piece_targets(labels, alignment, 3).tolist() == [outside, outside, outside]
+    # a missing label among the tokens a piece heads leaves the piece without loss
+    missing = np.array([X, b_loc, outside, outside])
+    assert piece_targets(missing, alignment, 3, outside=outside).tolist() == [X, outside, outside]
+    # with label_all_pieces, a head's label wins over a continuation label
+    targets = piece_targets(
+        labels, alignment, 3, outside=outside, label_all_pieces=True, continuation=CONTINUATION
+    )
+    assert targets.tolist() == [b_loc, outside, outside]
+
+
+def test_bare_marker_and_the_piece_after_it_share_the_label():
+    # pieces: "▁" (a bare marker attached to token 0), "東京" (token 0), "▁x" (token 1)
+    ranges = np.array([[0, 0], [0, 0], [1, 1]])
+    markers = np.array([True, False, False])
+    alignment = align_pieces(ranges, 2, markers)
+    b_loc = IOB.label_index[("B", "LOC")]
+    targets = piece_targets(np.array([b_loc, 0]), alignment, 3, outside=IOB.outside_id)
+    assert targets.tolist() == [b_loc, b_loc, 0]
 
 
 def test_piece_targets_no_pieces():
@@ -209,21 +244,39 @@ def test_piece_targets_properties(data):
             st.lists(st.sampled_from([X, 0, 1, 2, 3, 4]), min_size=n_tokens, max_size=n_tokens)
         )
     )
-    plain = piece_targets(token_ids, alignment, len(ranges))
+    outside = data.draw(st.sampled_from([None, 0]))
+    plain = piece_targets(token_ids, alignment, len(ranges), outside=outside)
     every = piece_targets(
-        token_ids, alignment, len(ranges), label_all_pieces=True, continuation=CONTINUATION
+        token_ids,
+        alignment,
+        len(ranges),
+        label_all_pieces=True,
+        continuation=CONTINUATION,
+        outside=outside,
     )
+
+    def head(t: int):
+        """The piece holding token t's first character: one running in from an
+        earlier token, else the first piece that starts in t."""
+        running_in = [p for p, (f, last) in enumerate(ranges) if f < t <= last]
+        starting = [p for p, (f, _) in enumerate(ranges) if f == t]
+        return (running_in or starting or [None])[0]
+
     for k, (first, last) in enumerate(ranges):
+        headed = [t for t in range(n_tokens) if head(t) == k]
         if last < first:
             assert plain[k] == X
             assert every[k] == X
             continue
-        own = token_ids[first]
-        heads = [p for p, (f, _) in enumerate(ranges) if f == first]
-        if k == heads[0]:
-            # the first piece that starts in a token carries the token's label
-            assert plain[k] == own
-            assert every[k] == own
+        if headed:
+            labels = [token_ids[t] for t in headed]
+            if X in labels:
+                expected = X
+            else:
+                expected = next((x for x in labels if x != outside), labels[0])
+            assert plain[k] == expected
+            assert every[k] == expected
         else:
+            own = token_ids[first]
             assert plain[k] == X
             assert every[k] == (X if own == X else CONTINUATION[own])
