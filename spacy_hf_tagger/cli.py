@@ -90,7 +90,7 @@ def annotate_cli(
     from spacy.cli._util import parse_config_overrides
 
     from .jobs.corpus import job_paths, run_job
-    from .jobs.pipelines import load_pipeline
+    from .jobs.pipelines import lift_length_limit, load_pipeline
 
     try:
         overrides = parse_config_overrides(ctx.args)
@@ -103,11 +103,13 @@ def annotate_cli(
                     "--n-process is for the local engine; with --engine ray use --workers."
                 )
 
-            load_pipeline(pipeline, lang, overrides, device=device, dtype=dtype)  # fail early
+            # Loaded here too: fail early, and learn the length limit the actors keep.
+            probe = load_pipeline(pipeline, lang, overrides, device=device, dtype=dtype)
             annotator = RayAnnotator(
                 ActorPool(
                     pipeline, workers, gpus_per_worker, batch_size, lang, overrides, device, dtype
-                )
+                ),
+                lift_length_limit(probe),
             )
         elif engine == "local":
             annotator = load_pipeline(pipeline, lang, overrides, device=device, dtype=dtype)

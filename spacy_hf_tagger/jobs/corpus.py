@@ -34,6 +34,7 @@ from typing import (
 )
 
 from ..errors import JobError
+from .pipelines import LengthLimit, lift_length_limit
 from .records import (
     BadRecord,
     Record,
@@ -149,6 +150,7 @@ class LocalAnnotator:
         self.nlp = nlp
         self.batch_size = batch_size
         self.n_process = n_process
+        self.length_limit = lift_length_limit(nlp)
 
     def docs(self, texts: Sequence[str]) -> List[Any]:
         return list(self.nlp.pipe(texts, batch_size=self.batch_size, n_process=self.n_process))
@@ -230,8 +232,16 @@ def run_job(
     bar = _progress_bar(files, state.records, show)
     start = time.perf_counter()
     words = 0
+    # A text over a limit that stays goes to the errors file, not into the
+    # pipeline, where it would stop the job.
+    limit: Optional[LengthLimit] = getattr(annotate, "length_limit", None)
     records = read_records(
-        files, text_key=text_key, id_key=id_key, keep=keep, label_files=len(files) > 1
+        files,
+        text_key=text_key,
+        id_key=id_key,
+        keep=keep,
+        label_files=len(files) > 1,
+        too_long=limit.too_long if limit else None,
     )
     sink = open_sink(output, state.output_position)
     errors = JsonlSink(errors_path, state.errors_bytes)

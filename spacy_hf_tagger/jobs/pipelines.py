@@ -7,14 +7,57 @@ pipeline, or a Hugging Face model folder / hub id" means the same everywhere.
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from spacy.language import Language
 
 from ..errors import JobError
 
 FACTORY = "hf_token_tagger"
+# Components that take a text of any length: ours cuts it into windows, and
+# these rule components work in one pass over the tokens. spaCy's max_length
+# (E088) is there for the parser and the NER, which need ~1 GB of memory per
+# 100,000 characters.
+LENGTH_SAFE_FACTORIES = frozenset(
+    {FACTORY, "sentencizer", "entity_ruler", "span_ruler", "attribute_ruler", "merge_entities"}
+)
+
+
+@dataclass(frozen=True)
+class LengthLimit:
+    """spaCy's max_length where a pipeline keeps it, and the components that need it."""
+
+    chars: int
+    components: Tuple[str, ...]
+
+    def too_long(self, n_chars: int) -> Optional[str]:
+        """Why a text of `n_chars` characters is skipped (for the errors file),
+        or None when it is not."""
+        if n_chars <= self.chars:
+            return None
+        return (
+            f"text of {n_chars:,} characters is over the pipeline's max_length of "
+            f"{self.chars:,}, which its components {', '.join(self.components)} need "
+            "(spaCy's E088: ~1 GB of memory per 100,000 characters); split the record, "
+            "or raise nlp.max_length where the memory is there"
+        )
+
+
+def lift_length_limit(nlp: Language) -> Optional[LengthLimit]:
+    """Lift spaCy's max_length when every component takes any length; else
+    return the limit that stays."""
+    bound = tuple(
+        name
+        for name in nlp.pipe_names
+        if nlp.get_pipe_meta(name).factory not in LENGTH_SAFE_FACTORIES
+    )
+    if bound:
+        return LengthLimit(int(nlp.max_length), bound)
+    nlp.max_length = sys.maxsize
+    return None
 
 
 def load_pipeline(
@@ -27,7 +70,8 @@ def load_pipeline(
     """`spacy.load` for an installed pipeline or a pipeline folder; otherwise a
     blank `lang` pipeline with our component on `source` (a model folder or a
     hub id). `overrides` are spaCy config overrides ("components.x.y": value);
-    `device`/`dtype` set those of every hf_token_tagger."""
+    `device`/`dtype` set those of every hf_token_tagger. spaCy's max_length
+    is lifted when every component takes any length (`lift_length_limit`)."""
     import spacy
 
     overrides = dict(overrides or {})
@@ -44,7 +88,9 @@ def load_pipeline(
                     overrides[f"components.{name}.device"] = device
                 if dtype is not None:
                     overrides[f"components.{name}.dtype"] = dtype
-        return spacy.load(source, config=overrides)
+        nlp = spacy.load(source, config=overrides)
+        lift_length_limit(nlp)
+        return nlp
     component: Dict[str, Any] = {"model": source}
     if device is not None:
         component["device"] = device
@@ -60,6 +106,7 @@ def load_pipeline(
         component[key[len(prefix) :]] = value
     nlp = spacy.blank(lang)
     nlp.add_pipe(FACTORY, config=component)
+    lift_length_limit(nlp)
     return nlp
 
 

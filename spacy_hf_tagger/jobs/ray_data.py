@@ -27,6 +27,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "the Ray engine needs Ray Data: pip install 'spacy-hf-tagger[ray]'"
     ) from error
 
+from .pipelines import LengthLimit
 from .records import doc_annotation
 from .sinks import entity_type
 
@@ -158,10 +159,12 @@ class RayAnnotator:
     pipeline load per actor, is then a small share of its time.
     """
 
-    def __init__(self, pool: ActorPool) -> None:
+    def __init__(self, pool: ActorPool, length_limit: Optional[LengthLimit] = None) -> None:
         if not ray.is_initialized():
             ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=False)
         self.pool = pool
+        # The actors' pipelines keep this max_length (`lift_length_limit`).
+        self.length_limit = length_limit
 
     def __call__(self, texts: Sequence[str]) -> List[Tuple[List[Dict[str, Any]], int]]:
         if not texts:

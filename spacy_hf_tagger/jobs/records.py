@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from spacy.tokens import Doc
 
@@ -119,8 +119,10 @@ def read_records(
     id_key: str = "id",
     keep: Sequence[str] = (),
     label_files: bool = False,
+    too_long: Optional[Callable[[int], Optional[str]]] = None,
 ) -> Iterator[Union[Record, BadRecord]]:
-    """Every record of the files, in order, as a Record or a BadRecord."""
+    """Every record of the files, in order, as a Record or a BadRecord (also
+    a text for whose length `too_long` gives a reason)."""
     keys = _Keys(text_key, id_key, keep)
     position = 0
     for path in files:
@@ -136,9 +138,14 @@ def read_records(
                 default_id = f"{path.name}:{number}" if label_files else number
                 place = _Place(position, str(path), number, default_id)
                 if isinstance(item, bytes):
-                    yield _parse(item, path.suffix, place, keys)
+                    record = _parse(item, path.suffix, place, keys)
                 else:
-                    yield _from_object(item, place, keys)
+                    record = _from_object(item, place, keys)
+                if too_long is not None and isinstance(record, Record):
+                    reason = too_long(len(record.text))
+                    if reason is not None:
+                        record = place.bad(reason, record.id)
+                yield record
                 position += 1
         finally:
             close = getattr(items, "close", None)
