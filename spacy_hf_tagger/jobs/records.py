@@ -5,8 +5,9 @@ A record is a line of a .txt or .jsonl file, a row of a .parquet file (the
 same keys as JSONL: `text_key`, `id_key`, the columns to keep), or a Doc of a
 .spacy DocBin (its text; its id from `doc.user_data[id_key]`; the pipeline
 tokenizes the text again). Reading never stops at a bad record: a line that
-is not valid UTF-8, not JSON, or a record without a string text becomes a
-`BadRecord` with its position and the reason, for the job's errors file.
+is not valid UTF-8, not JSON, a record without a string text, or one too
+long for the pipeline (`too_long`) becomes a `BadRecord` with its position
+and the reason, for the job's errors file.
 Positions count every record (good or bad) across the input, in order, which
 is what `--resume` counts to skip what is done.
 """

@@ -11,7 +11,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from .schemes import DecodedSpan, LabelScheme, decode_spans, spans_to_iob
+from .schemes import DecodedSpan, LabelScheme, decode_spans, span_score, spans_to_iob
 from .writing import EntityPrediction
 
 
@@ -156,10 +156,7 @@ def _trim_edges(
         while end - start > 1 and marked[end - 1]:
             end -= 1
         if (start, end) != (span.start, span.end):
-            kept = scores[start:end]
-            kept = kept[~np.isnan(kept)]
-            score = float(kept.mean()) if len(kept) else 0.0
-            span = DecodedSpan(start, end, span.label, score)
+            span = DecodedSpan(start, end, span.label, span_score(scores[start:end].tolist()))
         out.append(span)
     return out
 
@@ -199,7 +196,8 @@ def predict_entities(
         label_ids = _tie_to_previous(scheme, label_ids, tied, segment_starts)
     if word_starts is not None and glued_punct is not None:
         label_ids = _apply_words(scheme, label_ids, word_starts, glued_punct)
-    if edge_punct is not None and edge_punct.any():
+    trims = edge_punct is not None and bool(edge_punct.any())
+    if trims:
         # "(" of a piece "(Ch" reads China's B-: the entity begins at "China",
         # which reads the same piece as its continuation.
         label_ids = _never_begin(scheme, label_ids, edge_punct)
@@ -214,7 +212,7 @@ def predict_entities(
     type_probs = (token_probs.astype(np.float64) * same_type).sum(axis=1)
     scores = np.where(has_piece, type_probs, np.nan)
     decoded = decode_spans(scheme, label_ids, scores, segment_starts)
-    if edge_punct is not None and edge_punct.any():
+    if trims:
         decoded = _trim_edges(decoded, edge_punct, scores)
 
     spans: List[Tuple[int, int, str, float]] = []

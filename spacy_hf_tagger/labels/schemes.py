@@ -172,6 +172,13 @@ class DecodedSpan:
     score: float
 
 
+def span_score(scores: Sequence[float]) -> float:
+    """A span's score: the mean of its tokens' scores, skipping NaN (x != x:
+    tokens without a prediction of their own); 0.0 when none has one."""
+    values = [v for v in scores if v == v]
+    return sum(values) / len(values) if values else 0.0
+
+
 def decode_spans(
     scheme: LabelScheme,
     label_ids: np.ndarray,
@@ -200,10 +207,9 @@ def decode_spans(
 
     def close(end: int) -> None:
         if open_type:
-            # NaN (x != x) marks tokens without a prediction of their own.
-            values = [v for v in score_list[open_start:end] if v == v]
-            score = sum(values) / len(values) if values else 0.0
-            spans.append(DecodedSpan(open_start, end, open_type, score))
+            spans.append(
+                DecodedSpan(open_start, end, open_type, span_score(score_list[open_start:end]))
+            )
 
     for i, label_id in enumerate(label_ids.tolist()):
         if break_list is not None and break_list[i] and open_type:

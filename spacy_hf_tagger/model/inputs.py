@@ -185,14 +185,24 @@ def encode_texts(tokenizer: Any, texts: Sequence[str]) -> List[EncodedText]:
     # No lone surrogates can reach here: spaCy cannot store them in a Doc.
     backend = tokenizer.backend_tokenizer
     encodings = backend.encode_batch(list(texts), add_special_tokens=False)
+    out = [
+        EncodedText(
+            np.asarray(e.ids, dtype=np.int64),
+            np.asarray(e.offsets, dtype=np.int64).reshape(-1, 2),
+        )
+        for e in encodings
+    ]
     markers = bare_marker_ids(backend)
-    out = []
-    for text, encoding in zip(texts, encodings):
-        ids = np.asarray(encoding.ids, dtype=np.int64)
-        offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
-        if len(markers):
-            release_prepended_markers(text, ids, offsets, markers)
-        out.append(EncodedText(ids, offsets))
+    if len(markers) and out:
+        # One lookup for the batch; only texts that hold a marker are visited.
+        flat = np.concatenate([e.ids for e in out])
+        owners = np.searchsorted(
+            np.cumsum([len(e.ids) for e in out]),
+            np.flatnonzero(np.isin(flat, markers)),
+            side="right",
+        )
+        for k in np.unique(owners).tolist():
+            release_prepended_markers(texts[k], out[k].ids, out[k].offsets, markers)
     return out
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import spacy
 import torch
+from tiny_models import _make_config
 
 from spacy_hf_tagger.align.batch import encode_batch
 from spacy_hf_tagger.align.pieces import aggregate_token_probs, align_pieces
@@ -40,7 +41,7 @@ def _word_level_model(tmp_path: Path, texts: List[str], labels: Sequence[str] = 
     """A tiny BERT behind a whitespace word-level tokenizer: every
     whitespace-separated chunk ("(China)", "Blades,") is one piece."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import BertConfig, BertForTokenClassification, PreTrainedTokenizerFast
+    from transformers import BertForTokenClassification, PreTrainedTokenizerFast
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
     words = sorted({w for text in texts for w in text.split()})
@@ -58,17 +59,7 @@ def _word_level_model(tmp_path: Path, texts: List[str], labels: Sequence[str] = 
         sep_token="[SEP]",
         model_max_length=64,
     )
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-        id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-    )
-    model = BertForTokenClassification(config)
+    model = BertForTokenClassification(_make_config("wordpiece-cased", fast, list(labels), 64))
     out = tmp_path / f"word-level-{len(labels)}"
     model.save_pretrained(out)
     fast.save_pretrained(out)
