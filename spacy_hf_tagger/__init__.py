@@ -23,6 +23,8 @@ _EXPORTS = {
     "ConfigError": "errors",
     "AnnotationConflictError": "errors",
     "JobError": "errors",
+    "JobInterrupted": "errors",
+    "JobIOError": "errors",
     "OutputError": "errors",
     "read_label_scheme": "labels.schemes",
     "make_hf_tagger_scorer": "training.scoring",

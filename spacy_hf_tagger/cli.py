@@ -11,13 +11,15 @@ load when their command runs, so `convert` never imports transformers.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
-from typing import Annotated, Any, Iterable, List, Optional
+from typing import Annotated, Any, Iterable, List, NoReturn, Optional
 
 import typer
 from wasabi import msg
 
-from .errors import JobError
+from .errors import JobError, JobInterrupted
 from .jobs.corpus import LOCAL_CHUNK, RAY_CHUNK
 
 app = typer.Typer(add_completion=False, help="spacy-hf-tagger command-line tools.")
@@ -84,13 +86,21 @@ def annotate_cli(
             help=f"records per checkpoint (default {LOCAL_CHUNK}; {RAY_CHUNK} with --engine ray)",
         ),
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="on failure, show the traceback too")
+    ] = False,
 ) -> None:
     """Annotate a corpus; extra --section.key value arguments override the
-    pipeline's config, as in spaCy's CLI."""
+    pipeline's config, as in spaCy's CLI.
+
+    A failure ends in one line saying what failed and how to go on (the
+    traceback with --verbose); SIGINT/SIGTERM stop at a checkpoint, and
+    --resume completes the job."""
     from spacy.cli._util import parse_config_overrides
 
     from .jobs.corpus import job_paths, run_job
     from .jobs.pipelines import lift_length_limit, load_pipeline
+    from .jobs.stopping import StopRequests
 
     try:
         overrides = parse_config_overrides(ctx.args)
@@ -127,16 +137,46 @@ def annotate_cli(
             batch_size=batch_size,
             n_process=n_process,
             chunk_size=chunk_size or (RAY_CHUNK if engine == "ray" else LOCAL_CHUNK),
+            stop=StopRequests(),
         )
-    except ValueError as err:  # JobError, or a problem reading INPUT
-        msg.fail(str(err), exits=1)
+    # JobError (JobIOError included), or a problem with INPUT or the pipeline.
+    except (ValueError, OSError) as err:
+        if verbose:
+            raise
+        _fail(str(err) if isinstance(err, ValueError) else f"annotate failed: {err}", 1)
+    except JobInterrupted as err:
+        if verbose:
+            raise
+        _fail(str(err), 128 + err.signal_number)
+    except KeyboardInterrupt:  # before the job began: the pipeline was loading
+        if verbose:
+            raise
+        _fail("Stopped by SIGINT before the job began.", 130)
     resumed = f", resumed after record {summary.resumed_from}" if summary.resumed_from else ""
     errors_path, _ = job_paths(output)
     where = f" (see {errors_path})" if summary.errors else ""
-    msg.good(
+    _say_done(
         f"{summary.records} records, {summary.words_per_s:,.0f} words/s, "
         f"{summary.entities} entities, {summary.errors} errors{where} -> {output}{resumed}"
     )
+
+
+def _fail(message: str, status: int) -> NoReturn:
+    """A failure as one line on stderr, unwrapped, so a log or a scheduler
+    keeps it whole; then exit with `status`."""
+    print(f"✘ {' '.join(message.split())}", file=sys.stderr, flush=True)
+    raise typer.Exit(status)
+
+
+def _say_done(line: str) -> None:
+    """The job's summary on stdout; on stderr when stdout is a closed pipe
+    (`annotate ... | head`): the job is done and its output on disk all the same."""
+    try:
+        msg.good(line)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"Done (stdout was closed): {line}", file=sys.stderr)
 
 
 @app.command("convert")

@@ -10,6 +10,8 @@ __all__ = [
     "AnnotationConflictError",
     "ConfigError",
     "JobError",
+    "JobIOError",
+    "JobInterrupted",
     "LabelSchemeError",
     "ModelLoadError",
     "OutputError",
@@ -34,6 +36,21 @@ class AnnotationConflictError(RuntimeError):
 
 class JobError(ValueError):
     """A problem with a corpus job's arguments or its files, said for a person."""
+
+
+class JobIOError(JobError):
+    """Reading INPUT or writing OUTPUT, its errors file or its checkpoint failed;
+    the message names the file, the system's reason, and whether `--resume`
+    completes the job once the cause is fixed."""
+
+
+class JobInterrupted(Exception):
+    """A corpus job stopped by SIGINT or SIGTERM. Not a ValueError: nothing was
+    wrong with the job. `signal_number` gives the exit status (128 + it)."""
+
+    def __init__(self, message: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number
 
 
 class OutputError(ValueError):

@@ -10,14 +10,22 @@ replaced atomically. A process killed at any point leaves a checkpoint that
 describes a consistent prefix; `--resume` cuts the outputs back to it
 (dropping a half-written chunk) and carries on from the record after.
 Memory holds one chunk at a time, whatever the input size.
+
+How it ends when it cannot go on: a failing read or write (a full disk, a
+folder that is not writable, an input file gone) raises `JobIOError`, one
+line naming the file, the system's reason, and whether `--resume` completes
+the job once that is fixed; SIGINT/SIGTERM (with `stop`, as the CLI passes)
+stop at a checkpoint and raise `JobInterrupted` saying how to resume.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -33,7 +41,7 @@ from typing import (
     Union,
 )
 
-from ..errors import JobError
+from ..errors import JobError, JobInterrupted, JobIOError
 from .pipelines import LengthLimit, lift_length_limit
 from .records import (
     BadRecord,
@@ -45,6 +53,7 @@ from .records import (
     read_records,
 )
 from .sinks import JsonlSink, open_sink, sink_class
+from .stopping import StopRequests, signal_name
 
 # Texts in; for each, its entities and its word count (`records.doc_annotation`).
 TextAnnotator = Callable[[Sequence[str]], List[Tuple[List[Dict[str, Any]], int]]]
@@ -126,6 +135,75 @@ def _refuse_lost_output(output: Path, progress_path: Path, state: Checkpoint) ->
     )
 
 
+# ------------------------------------------------------------- ending early
+
+# What to do about the commonest failures of a read or a write, by errno.
+_FIXES = {
+    errno.ENOSPC: "make room on that disk",
+    errno.EDQUOT: "make room within the disk quota",
+    errno.EACCES: "give this user access to it",
+    errno.EPERM: "give this user access to it",
+    errno.EROFS: "use a disk that is not read-only",
+    errno.ENOENT: "put it back where it was",
+    errno.ENOTDIR: "choose a path whose parents are folders",
+    errno.EEXIST: "choose a path whose parents are folders",
+    errno.EIO: "check the disk",
+}
+
+
+def _checkpointed(progress_path: Path) -> Optional[int]:
+    """Records the checkpoint on disk says are done; None without one."""
+    try:
+        return Checkpoint.read(progress_path).records if progress_path.exists() else None
+    except JobError:
+        return None
+
+
+def _how_to_go_on(progress_path: Path, fix: str) -> str:
+    done = _checkpointed(progress_path)
+    if done is None:
+        return f"Nothing was annotated: {fix}, then run the same command again."
+    return (
+        f"{done:,} records are written and checkpointed: {fix}, then rerun the same "
+        "command with --resume to complete the job."
+    )
+
+
+@contextmanager
+def _io(action: str, path: Path, progress_path: Path) -> Iterator[None]:
+    """Turn an OSError of reading or writing `path` into one line for the
+    operator (`JobIOError`): what failed, where, why, and how to go on."""
+    try:
+        yield
+    except OSError as err:
+        code = errno.errorcode.get(err.errno, "") if err.errno else ""
+        reason = (err.strerror or type(err).__name__) + (f" [{code}]" if code else "")
+        where = err.filename or path
+        fix = _FIXES.get(err.errno or 0, "fix that")
+        raise JobIOError(
+            f"{action} {where} failed: {reason}. {_how_to_go_on(progress_path, fix)}"
+        ) from err
+
+
+def _reading(
+    records: Iterator[Union[Record, BadRecord]], input_path: Path, progress_path: Path
+) -> Iterator[Union[Record, BadRecord]]:
+    with _io("Reading", input_path, progress_path):
+        yield from records
+
+
+def _interrupted(signal_number: int, progress_path: Path) -> JobInterrupted:
+    done = _checkpointed(progress_path)
+    name = signal_name(signal_number)
+    if done is None:
+        return JobInterrupted(f"Stopped by {name} before the job began.", signal_number)
+    return JobInterrupted(
+        f"Stopped by {name} after {done:,} records, written and checkpointed in "
+        f"{progress_path}: rerun the same command with --resume to complete the job.",
+        signal_number,
+    )
+
+
 # ------------------------------------------------------------------------ job
 
 
@@ -183,17 +261,19 @@ def run_job(
     chunk_size: int = LOCAL_CHUNK,
     n_process: int = 1,
     progress: Optional[bool] = None,
+    stop: Optional[StopRequests] = None,
 ) -> Summary:
     """Annotate INPUT into OUTPUT (.jsonl, .parquet, or a folder of DocBin
     shards; see `sinks`), checkpointing after each chunk.
 
     `nlp_or_annotator`: a pipeline (run here with `batch_size`/`n_process`)
-    or an engine such as `ray_data.RayAnnotator`."""
+    or an engine such as `ray_data.RayAnnotator`. `stop`: catch SIGINT and
+    SIGTERM while the job runs and stop at a checkpoint (see `stopping`)."""
     sink_kind = sink_class(output)  # an OUTPUT of no known kind fails here
     files = input_files(input_path)
     output_on_disk = sink_kind.on_disk(output)
     _adopt_earlier_job_files(output, output_on_disk)
-    errors_path, progress_path = job_paths(output)
+    _, progress_path = job_paths(output)
     if resume:
         if not progress_path.exists():
             raise JobError(
@@ -213,9 +293,6 @@ def run_job(
             if progress_path.exists():
                 _refuse_lost_output(output, progress_path, Checkpoint.read(progress_path))
         state = Checkpoint()
-        errors_path.unlink(missing_ok=True)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    resumed_from = state.records
     annotate = (
         nlp_or_annotator
         if not hasattr(nlp_or_annotator, "pipe")
@@ -226,14 +303,34 @@ def run_job(
             f"OUTPUT {output} is a DocBin folder, which needs the Docs: use the local "
             "engine, or write .jsonl/.parquet."
         )
-    if not resume:  # before any output is touched: --resume can always complete
-        state.write(progress_path)
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = _progress_bar(files, state.records, show)
-    start = time.perf_counter()
-    words = 0
-    # A text over a limit that stays goes to the errors file, not into the
-    # pipeline, where it would stop the job.
+    with stop if stop is not None else nullcontext():
+        try:
+            return _annotate_records(
+                annotate,
+                _records_to_do(annotate, files, state, text_key, id_key, keep, progress_path),
+                chunk_size,
+                files=files,
+                output=output,
+                state=state,
+                resume=resume,
+                progress=progress,
+                stop=stop,
+            )
+        except JobInterrupted as stopped:  # a second signal, wherever the job was
+            raise _interrupted(stopped.signal_number, progress_path) from None
+
+
+def _records_to_do(
+    annotate: Any,
+    files: Sequence[Path],
+    state: Checkpoint,
+    text_key: str,
+    id_key: str,
+    keep: Sequence[str],
+    progress_path: Path,
+) -> Iterator[Union[Record, BadRecord]]:
+    """The records after the checkpoint's. A text over a limit that stays goes
+    to the errors file, not into the pipeline, where it would stop the job."""
     limit: Optional[LengthLimit] = getattr(annotate, "length_limit", None)
     records = read_records(
         files,
@@ -243,13 +340,48 @@ def run_job(
         label_files=len(files) > 1,
         too_long=limit.too_long if limit else None,
     )
-    sink = open_sink(output, state.output_position)
-    errors = JsonlSink(errors_path, state.errors_bytes)
+    where = files[0] if len(files) == 1 else files[0].parent
+    return _reading(islice(records, state.records, None), where, progress_path)
+
+
+def _annotate_records(
+    annotate: Any,
+    records: Iterator[Union[Record, BadRecord]],
+    chunk_size: int,
+    *,
+    files: Sequence[Path],
+    output: Path,
+    state: Checkpoint,
+    resume: bool,
+    progress: Optional[bool],
+    stop: Optional[StopRequests],
+) -> Summary:
+    """The job proper, from its first write: chunk after chunk, each written and
+    then checkpointed."""
+    errors_path, progress_path = job_paths(output)
+    with _io("Writing", output, progress_path):
+        if not resume:  # before any output is touched: --resume can always complete
+            errors_path.unlink(missing_ok=True)
+            output.parent.mkdir(parents=True, exist_ok=True)
+            state.write(progress_path)
+    resumed_from = state.records
+    show = sys.stderr.isatty() if progress is None else progress
+    with _io("Reading", files[0], progress_path):
+        bar = _progress_bar(files, state.records, show)
+    start = time.perf_counter()
+    words = 0
+    with _io("Writing", output, progress_path):
+        sink = open_sink(output, state.output_position)
+    with _io("Writing", errors_path, progress_path):
+        errors = JsonlSink(errors_path, state.errors_bytes)
+    failed = True
     try:
-        for chunk in _chunks(islice(records, state.records, None), chunk_size):
+        for chunk in _chunks(records, chunk_size):
+            if stop is not None and stop.signal_number is not None:
+                raise _interrupted(stop.signal_number, progress_path)
             good = [r for r in chunk if isinstance(r, Record)]
             texts = [r.text for r in good]
-            docs = annotate.docs(texts) if sink.needs_docs else None  # type: ignore[union-attr]
+            docs = annotate.docs(texts) if sink.needs_docs else None
             results = annotate(texts) if docs is None else [doc_annotation(d) for d in docs]
             rows = []
             for record, (ents, n_words) in zip(good, results):
@@ -257,23 +389,36 @@ def run_job(
                 words += n_words
                 rows.append(output_row(record, ents))
             bad_rows = [r.row() for r in chunk if isinstance(r, BadRecord)]
-            sink.write(rows, docs)
-            errors.write(bad_rows, None)
+            with _io("Writing", output, progress_path):
+                sink.write(rows, docs)
+            with _io("Writing", errors_path, progress_path):
+                errors.write(bad_rows, None)
             state.records += len(chunk)
             state.errors += len(bad_rows)
             state.output_position = sink.position()
             state.errors_bytes = errors.position()
-            state.write(progress_path)
+            with _io("Writing", progress_path, progress_path):
+                state.write(progress_path)
             bar.update(len(chunk), words, time.perf_counter() - start)
-        sink.finish()
+        with _io("Writing", output, progress_path):
+            sink.finish()
+        failed = False
     finally:
-        sink.close()
-        errors.close()
         bar.close()
+        # After a failure, closing may fail again (a full disk refuses the
+        # buffered rest too): the first failure is the one to report.
+        for handle, path in ((sink, output), (errors, errors_path)):
+            try:
+                with _io("Writing", path, progress_path):
+                    handle.close()
+            except JobIOError:
+                if not failed:
+                    raise
     state.complete = True
-    state.write(progress_path)
-    if state.errors == 0:
-        errors_path.unlink(missing_ok=True)
+    with _io("Writing", progress_path, progress_path):
+        state.write(progress_path)
+        if state.errors == 0:
+            errors_path.unlink(missing_ok=True)
     return Summary(
         state.records,
         words,

@@ -306,4 +306,4 @@ def test_cli_overrides_and_summary(model: Path, tmp_path: Path) -> None:
     bad = subprocess.run(
         [*cmd[:7], "--components.ner.x", "1", "--overwrite"], capture_output=True, text=True
     )
-    assert bad.returncode == 1 and "components.hf_token_tagger.SETTING" in bad.stdout
+    assert bad.returncode == 1 and "components.hf_token_tagger.SETTING" in bad.stderr
