@@ -11,6 +11,7 @@ texts (empty, whitespace, emoji, control characters, mixed scripts) must simply 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Dict
@@ -357,6 +358,80 @@ def test_a_mistyped_path_fails_fast_without_trying_the_hub(
         _add(name)("Sarah.")
     assert time.monotonic() - start < 5
     assert len(str(info.value)) < 600
+
+
+@pytest.mark.parametrize("hub", ["refuses", "never answers", "offline mode"])
+def test_a_hub_id_without_a_hub_fails_fast_in_one_short_message(
+    hub: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offline, huggingface_hub retries for over a minute; the probe answers in
+    seconds: the hub refusing, a connection that never opens, HF_HUB_OFFLINE."""
+    import socket
+    import time
+
+    from huggingface_hub import constants
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    if hub == "refuses":
+        monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens
+    elif hub == "never answers":
+        monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(60))
+    else:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(ModelLoadError) as info:
+        _add("models/my-ner")("Sarah.")
+    assert time.monotonic() - start < 10
+    message = str(info.value)
+    assert len(message) < 600, message
+    assert message.startswith(
+        f"Model 'models/my-ner' is not a folder here (no {tmp_path / 'models' / 'my-ner'}) nor "
+        "in the Hugging Face cache, and cannot be fetched from the hub: "
+    )
+    assert {
+        "refuses": "connecting to 127.0.0.1 failed (Connection refused)",
+        "never answers": "huggingface.co did not answer within 3 s",
+        "offline mode": "HF_HUB_OFFLINE is set",
+    }[hub] in message
+    assert "Give the path of the model's folder" in message
+
+
+@pytest.mark.slow
+def test_a_hub_id_in_the_cache_loads_when_the_hub_cannot_be_reached(
+    tmp_path: Path, tiny_models: TinyModelFactory
+) -> None:
+    """No retries, no network: the cached snapshot, as HF_HUB_OFFLINE=1 would."""
+    import subprocess
+    import sys
+
+    snapshot = tmp_path / "cache" / "models--acme--tiny-ner" / "snapshots" / "0123abc"
+    shutil.copytree(tiny_models("wordpiece-cased", train_steps=100), snapshot)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0123abc")
+    script = (
+        "import json, time, spacy\n"
+        "nlp = spacy.blank('en')\n"
+        "nlp.add_pipe('hf_token_tagger', config={'model': 'acme/tiny-ner'})\n"
+        "start = time.monotonic()\n"
+        "doc = nlp('My name is Sarah and I live in Paris.')\n"
+        "print(json.dumps([[e.text, e.label_] for e in doc.ents]), time.monotonic() - start)\n"
+    )
+    env = {
+        **os.environ,
+        "HF_HUB_CACHE": str(tmp_path / "cache"),
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "CUDA_VISIBLE_DEVICES": "",
+    }
+    env.pop("HF_HUB_OFFLINE", None)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    ents, seconds = done.stdout.rsplit(" ", 1)
+    assert json.loads(ents) == [["Sarah", "PER"], ["Paris", "LOC"]]
+    assert float(seconds) < 10
+    assert "Retry" not in done.stderr
 
 
 def test_weight_errors_stay_short(tmp_path: Path, tiny_models: TinyModelFactory) -> None:

@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
+from urllib.parse import urlsplit
 
 import torch
 from safetensors import SafetensorError
@@ -70,7 +73,7 @@ def load_tokenizer(source: str, revision: Optional[str], local_only: bool) -> An
     """
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    _check_source(source, local_only)
+    local_only = _check_source(source, local_only)
     path = os.path.expanduser(source)
     hub_revision = revision if not local_only else None
     saved = _saved_tokenizer_file(path, hub_revision, local_only)
@@ -183,12 +186,16 @@ def _transformers_version() -> str:
     return str(transformers.__version__)
 
 
-def _check_source(source: str, local_only: bool) -> None:
-    """Fail fast, with what to do, on a `model` that cannot be a model.
+def _check_source(source: str, local_only: bool) -> bool:
+    """Fail fast, with what to do, on a `model` that cannot be a model; return
+    whether to load it without the network.
 
-    A name that is clearly a path and does not exist is not tried on the hub
-    (offline, that costs a minute of retries); a spaCy pipeline folder, or a
-    folder with no config.json, is named as such.
+    A name that is clearly a path and does not exist is not tried on the hub;
+    a spaCy pipeline folder, or a folder with no config.json, is named as such.
+    A hub id is tried on the hub only if the hub answers a connection within
+    a few seconds: offline, huggingface_hub retries for over a minute before
+    it gives up. Unreachable, a copy in the local Hugging Face cache is used;
+    without one, the error says so at once.
     """
     if not source:
         raise ModelLoadError(
@@ -198,13 +205,87 @@ def _check_source(source: str, local_only: bool) -> None:
     expanded = os.path.expanduser(source)
     if os.path.isdir(expanded):
         _check_model_folder(source, expanded)
-        return
+        return local_only
     if local_only or _looks_like_path(source):
         raise ModelLoadError(
             f"Model folder {source!r} does not exist (looked in {os.path.abspath(expanded)}). "
             "Give the path of a folder made by save_pretrained, or a hub id such as "
             '"dslim/bert-base-NER".'
         )
+    offline = _hub_offline()
+    why = "HF_HUB_OFFLINE is set" if offline else _hub_unreachable()
+    if why is None:
+        return False
+    if _in_hub_cache(source):
+        if not offline:
+            logger.info("The Hugging Face Hub cannot be reached (%s): using the cached copy", why)
+        return True
+    raise ModelLoadError(
+        f"Model {source!r} is not a folder here (no {os.path.abspath(expanded)}) nor in the "
+        f"Hugging Face cache, and cannot be fetched from the hub: {why}. Give the path of "
+        "the model's folder, or download it where there is a network (`hf download ID`, "
+        "or from_pretrained) and set HF_HUB_OFFLINE=1 to use that copy."
+    )
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
+    return constants.HF_HUB_OFFLINE or flag in ("1", "ON", "YES", "TRUE")
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except ValueError:  # not a valid repo id
+        return False
+
+
+# Seconds to wait for the hub (or the proxy in front of it) to accept a connection.
+HUB_PROBE_SECONDS = 3.0
+
+
+def _hub_unreachable(timeout: float = HUB_PROBE_SECONDS) -> Optional[str]:
+    """Why no connection to the hub's endpoint (through the HTTPS proxy, where
+    one is set) opens within `timeout` seconds; None when one does.
+
+    Name resolution cannot be given a timeout, so the probe runs in a thread
+    that is abandoned when it takes too long."""
+    from huggingface_hub import constants
+
+    proxy = next(
+        (
+            os.environ[k]
+            for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+            if os.environ.get(k)
+        ),
+        None,
+    )
+    address = proxy or constants.ENDPOINT
+    target = urlsplit(address if "://" in address else f"http://{address}")
+    host = target.hostname or "huggingface.co"
+    port = target.port or (443 if target.scheme == "https" else 80)
+    outcome: Dict[str, str] = {}
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome["ok"] = ""
+        except OSError as err:
+            outcome["error"] = err.strerror or type(err).__name__
+
+    probe = threading.Thread(target=connect, name="hub-probe", daemon=True)
+    probe.start()
+    probe.join(timeout + 0.5)
+    via = " (the HTTPS proxy)" if proxy else ""
+    if "ok" in outcome:
+        return None
+    if "error" in outcome:
+        return f"connecting to {host}{via} failed ({outcome['error']})"
+    return f"{host}{via} did not answer within {timeout:.0f} s"
 
 
 def _looks_like_path(source: str) -> bool:
@@ -278,7 +359,7 @@ def load_model(
     """
     from transformers import AutoConfig, AutoModelForTokenClassification
 
-    _check_source(source, local_only)
+    local_only = _check_source(source, local_only)
     path = os.path.expanduser(source)
     try:
         with _quiet_transformers():
