@@ -28,6 +28,7 @@ import torch
 STAGES = (
     "spaCy tokenizer",
     "HF tokenization",
+    "sentence rule",
     "segments, alignment",
     "windows",
     "batch building",
@@ -87,10 +88,16 @@ class StageClock:
     def attach(self, nlp: Any, pipe_name: str = "hf_token_tagger") -> Iterator[StageClock]:
         """Time the stages of `nlp`'s component while the block runs."""
         from spacy_hf_tagger import component
+        from spacy_hf_tagger.align import sentences
         from spacy_hf_tagger.model import forward
 
         patches: List[Tuple[Any, str, Any]] = [
             (forward, "encode_texts", self.timed("HF tokenization", forward.encode_texts)),
+            (
+                sentences,
+                "rule_sentence_starts",
+                self.timed("sentence rule", sentences.rule_sentence_starts),
+            ),
             (forward, "encode_batch", self.timed("segments, alignment", forward.encode_batch)),
             (forward, "segment_windows", self.timed("windows", forward.segment_windows)),
             (component, "model_batches", self.timed_iter("batch building", forward.model_batches)),

@@ -315,11 +315,6 @@ class HFTokenTagger(TrainablePipe):
                 error_handler(self.name, self, docs, error)
 
     @property
-    def _follows_sentences(self) -> bool:
-        """Whether the model sees each sentence (or line) on its own (context)."""
-        return self.settings.context == "sentence"
-
-    @property
     def _batch_size(self) -> int:
         return batch_size_for(self._device.type, self.precision.runs_in, self.settings.batch_size)
 
@@ -328,7 +323,7 @@ class HFTokenTagger(TrainablePipe):
 
     def _encode(self, docs: Sequence[Doc]) -> EncodedBatch:
         """Tokenize docs into pieces and align the pieces to the docs' spaCy tokens."""
-        return encode_docs(self._ensure_loaded(), docs, self._follows_sentences)
+        return encode_docs(self._ensure_loaded(), docs, self.settings.context)
 
     def predict(self, docs: Iterable[Doc]) -> BatchPrediction:
         """Token probabilities [n_tokens, n_labels], has-piece mask, and the mask
@@ -548,7 +543,7 @@ class HFTokenTagger(TrainablePipe):
             examples,
             tag_attr="POS" if "pos" in self.annotate else "TAG",
             label_all_pieces=bool(self.settings.label_all_pieces),
-            follow_sentences=self._follows_sentences,
+            context=self.settings.context,
             # Training computes in the weights' dtype, float32 on CPU.
             batch_size=batch_size_for(self._device.type, "float32", self.settings.batch_size),
             max_batch_subwords=self.settings.max_batch_subwords,

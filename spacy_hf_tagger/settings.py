@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, get_type_hints
 
+from .align.batch import CONTEXTS
 from .align.pieces import AGGREGATIONS
 from .errors import ConfigError
 from .labels.decoding import tag_name_map
@@ -23,7 +24,6 @@ from .labels.schemes import UPOS_TAGS, LabelScheme, is_upos
 
 ANNOTATE_CHOICES = ("ents", "spans", "tag", "pos")
 ERROR_POLICIES = ("raise", "warn", "ignore")
-CONTEXTS = ("sentence", "document")
 MIXED_PRECISION_CHOICES = ("auto", "float32", "bfloat16", "float16")
 SCORER = {"@scorers": "spacy_hf_tagger.scorer.v1"}
 SCORER_MEANING = (
@@ -57,9 +57,11 @@ class Settings:
     )
     context: str = _setting(
         "sentence",
-        '`"sentence"`: the model sees each sentence (from an earlier component) or line '
-        'on its own, as sentence-trained models need; `"document"`: each doc whole, in '
-        "windows across sentences",
+        '`"sentence"`: the model sees each sentence on its own, as sentence-trained '
+        "models need: an earlier component's sentences, each line, and where neither "
+        "cuts, sentences by a light rule ([how it works](docs/how-it-works.md#segments)); "
+        '`"line"`: the same without the rule; `"document"`: each doc whole, in windows '
+        "across sentences",
     )
     max_length: Optional[int] = _setting(
         None, "subwords per window incl. special tokens; null = the model's"
@@ -186,8 +188,9 @@ def validate_settings(cfg: Mapping[str, Any]) -> None:
     if cfg["context"] not in CONTEXTS:
         raise ConfigError(
             f'context={cfg["context"]!r} is not known: use "sentence" (the model sees '
-            'each sentence or line alone, as most hub models were trained) or "document" '
-            "(windows run across sentences, for models trained on long windows)."
+            'each sentence alone, as most hub models were trained), "line" (each line or '
+            'earlier component\'s sentence, no rule) or "document" (windows run across '
+            "sentences, for models trained on long windows)."
         )
     if cfg["errors"] not in ERROR_POLICIES:
         raise ConfigError(f"errors={cfg['errors']!r} is not known: use one of {ERROR_POLICIES}.")

@@ -100,6 +100,31 @@ def test_sentences_from_a_parser_like_component_cut_segments(tiny_models):
     ]
 
 
+def test_running_text_is_cut_into_sentences_without_setting_them(tiny_models):
+    """No component before ours: the rule cuts where the sentencizer would, for
+    the model's input only; `doc.sents` stays unset."""
+    model = tiny_models("wordpiece-cased")
+    nlp = nlp_for(model)
+    text = "Sarah lives here. John too! And Peter?"
+    assert segment_texts(nlp, text) == segment_texts(nlp_for(model, sentencizer=True), text)
+    assert len(segment_texts(nlp, text)) == 3
+    assert not nlp(text).has_annotation("SENT_START")
+    assert len(segment_texts(nlp, "Dr. Smith met U.S. forces, e.g. in Oslo.")) == 1
+
+
+def test_line_context_keeps_running_text_whole(tiny_models):
+    nlp = nlp_for(tiny_models("wordpiece-cased"), context="line")
+    assert len(segment_texts(nlp, "Sarah lives here. John too! And Peter?")) == 1
+    assert len(segment_texts(nlp, "Sarah lives here.\nJohn too!")) == 2
+
+
+def test_an_earlier_components_sentences_win_over_the_rule(tiny_models):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("test_sentences_at_semicolons")
+    nlp.add_pipe("hf_token_tagger", config={"model": str(tiny_models("wordpiece-cased"))})
+    assert len(segment_texts(nlp, "Sarah lives here. John too ; and Peter.")) == 2
+
+
 def test_document_context_keeps_one_segment_per_doc(tiny_models):
     nlp = nlp_for(tiny_models("wordpiece-cased"), sentencizer=True, context="document")
     assert len(segment_texts(nlp, "Sarah lives here. John too!\nAnd Peter?")) == 1
@@ -139,11 +164,12 @@ def test_long_sentence_between_short_ones(trained):
 # --- entities ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("sep", ["\n", " "], ids=["line break", "sentence rule"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_entities_at_the_end_of_one_line_and_the_start_of_the_next(family, trained):
-    nlp = nlp_for(trained(family))
+def test_entities_at_the_end_of_one_segment_and_the_start_of_the_next(family, sep, trained):
+    nlp = nlp_for(trained(family), dtype="float32")
     first, second = TEXTS[0], "Paris is where Sarah lives."
-    doc = nlp(f"{first}\n{second}")
+    doc = nlp(f"{first}{sep}{second}")
     got = [(doc.char_span(s, e).text, lab) for s, e, lab in ents(doc)]
     assert got[:2] == [("Sarah", "PER"), ("Paris", "LOC")]
     assert ents(doc)[:2] == ents(nlp(first))
@@ -171,20 +197,27 @@ sentence_lists = st.lists(st.sampled_from(TEXTS), min_size=1, max_size=6)
 
 @pytest.mark.parametrize("family", ["wordpiece-cased", "bpe-roberta", "sentencepiece-xlmr"])
 def test_a_document_gets_the_entities_of_its_sentences(family, trained):
-    """Sentences joined by newlines (no sentence component), or by spaces after a
-    sentencizer: the same entities and scores as each sentence alone."""
+    """Sentences joined by newlines, or by spaces (running text: the component's
+    rule, or a sentencizer before it): the same entities and scores as each
+    sentence alone, entities just before and just after a cut included."""
     # Scores agree exactly in float32 only (test_bf16.py: bf16 within its precision).
     by_line = nlp_for(trained(family), dtype="float32")
     by_sentencizer = nlp_for(trained(family), sentencizer=True, dtype="float32")
     alone = {text: by_line(text) for text in TEXTS}
 
     @settings(max_examples=25, deadline=None)
-    @given(sentences=sentence_lists, sep=st.sampled_from(["\n", "\r\n", "\n\n", " "]))
+    @given(
+        sentences=sentence_lists,
+        sep=st.sampled_from(["\n", "\r\n", "\n\n", " ", " by rule"]),
+    )
     def check(sentences: List[str], sep: str) -> None:
         nlp = by_sentencizer if sep == " " else by_line
+        sep = sep.replace(" by rule", " ")
         doc = nlp(sep.join(sentences))
-        # The sentencizer keeps "5 p.m. My name" together: not a case for this test.
-        assume(sep != " " or [s.text for s in doc.sents] == sentences)
+        if sep == " ":
+            # Both keep "5 p.m. My name" together: not a case for this test.
+            cut = [s.text for s in by_sentencizer(sep.join(sentences)).sents]
+            assume(cut == sentences)
         want, scores, base = [], [], 0
         for text in sentences:
             want += [(s + base, e + base, lab) for s, e, lab in ents(alone[text])]

@@ -27,6 +27,11 @@ from .pieces import (
 )
 from .sentences import segment_starts_in_batch
 
+# How much of a doc the model sees at once: a sentence (from an earlier
+# component, a line, or the rule), a line or an earlier component's sentence,
+# or the whole doc.
+CONTEXTS = ("sentence", "line", "document")
+
 
 @dataclass
 class EncodedBatch:
@@ -62,19 +67,22 @@ class EncodedBatch:
 def encode_batch(
     docs: Sequence[Doc],
     tokenize: Callable[[List[str]], Sequence[Tuple[np.ndarray, np.ndarray]]],
-    follow_sentences: bool = True,
+    context: str = "sentence",
     running_in_first: bool = True,
 ) -> EncodedBatch:
     """Tokenize `docs` into pieces and align the pieces to the docs' tokens.
 
     `tokenize` maps texts to (piece ids, char offsets) per text. Segments start
-    at each doc, line and sentence (when an earlier component set sentences).
-    With `follow_sentences`, each segment is tokenized and seen by the model on
-    its own, exactly as if it were a text of its own (a byte-level BPE
-    tokenizer, say, marks a line's first word as it marks a text's first
-    word); otherwise each doc is tokenized and seen whole.
+    at each doc, line and sentence an earlier component set; with `context`
+    "sentence", also where `sentences.rule_sentence_starts` cuts a doc that has
+    no sentences. With "sentence" or "line", each segment is tokenized and
+    seen by the model on its own, exactly as if it were a text of its own (a
+    byte-level BPE tokenizer, say, marks a line's first word as it marks a
+    text's first word); with "document", each doc is tokenized and seen whole.
     `running_in_first`: which piece a token is read through (`align_pieces`).
     """
+    if context not in CONTEXTS:
+        raise ValueError(f"context={context!r}: use one of {CONTEXTS}")
     texts = [doc.text for doc in docs]
     text = "".join(texts)
     is_space = whitespace_mask(text)
@@ -96,11 +104,11 @@ def encode_batch(
     doc_starts = np.zeros(int(token_bounds[-1]), dtype=bool)
     doc_starts[token_bounds[:-1][n_tokens > 0]] = True
     segment_starts = segment_starts_in_batch(
-        docs, text, token_starts, token_ends, doc_starts, is_space
+        docs, text, token_starts, token_ends, doc_starts, is_space, context == "sentence"
     )
 
     # What the tokenizer sees: (doc, first char, end char), chars in `text`.
-    if follow_sentences:
+    if context != "document":
         spans = _segment_spans(token_starts, token_ends, segment_starts, token_bounds, is_space)
     else:
         spans = [(i, int(char_base[i]), int(char_base[i + 1])) for i, t in enumerate(texts) if t]

@@ -23,55 +23,21 @@ flags.
 
 from __future__ import annotations
 
-import unicodedata
 from typing import NamedTuple, Optional
 
 import numpy as np
 
+from .char_classes import ALNUM, SEPARATING
 from .pieces import codepoints, whitespace_mask
 
 INFIX_CONNECTORS = frozenset({"-", "–", "—", "/", "‐", "‑"})
 _CONNECTOR_CODES = np.array(sorted(ord(c) for c in INFIX_CONNECTORS), dtype=np.uint32)
-_BMP = 0x10000
-_ALNUM_TABLE: Optional[np.ndarray] = None
-# Punctuation that separates words and never belongs to a name at its edge:
-# opening/closing brackets and quotes (Unicode Ps, Pe, Pi, Pf), ASCII quotes,
-# and clause and sentence punctuation.
-_SEPARATING_CATEGORIES = frozenset({"Ps", "Pe", "Pi", "Pf"})
-_SEPARATING_CHARS = frozenset("'\"`,;:.!?\u2026\u3001\u3002\uff0c\uff1b\uff1a\uff01\uff1f\uff0e")
-_SEPARATING_TABLE: Optional[np.ndarray] = None
-
-
-def _alnum_of(codepoints: np.ndarray) -> np.ndarray:
-    global _ALNUM_TABLE
-    if _ALNUM_TABLE is None:
-        _ALNUM_TABLE = np.array([chr(c).isalnum() for c in range(_BMP)], dtype=bool)
-    mask = _ALNUM_TABLE[np.minimum(codepoints, _BMP - 1)]
-    for k in np.flatnonzero(codepoints >= _BMP).tolist():
-        mask[k] = chr(int(codepoints[k])).isalnum()
-    return mask
-
-
-def _separating_of(codepoints: np.ndarray) -> np.ndarray:
-    global _SEPARATING_TABLE
-    if _SEPARATING_TABLE is None:
-        _SEPARATING_TABLE = np.array(
-            [
-                unicodedata.category(chr(c)) in _SEPARATING_CATEGORIES
-                or chr(c) in _SEPARATING_CHARS
-                for c in range(_BMP)
-            ],
-            dtype=bool,
-        )
-    mask = _SEPARATING_TABLE[np.minimum(codepoints, _BMP - 1)]
-    mask[codepoints >= _BMP] = False
-    return mask
 
 
 def alnum_mask(text: str) -> np.ndarray:
     """Boolean array, one entry per character of `text`: is it alphanumeric
     (`str.isalnum`)."""
-    return _alnum_of(codepoints(text))
+    return ALNUM(codepoints(text))
 
 
 class WordGroups(NamedTuple):
@@ -110,7 +76,7 @@ def word_groups(
     spaces = np.asarray(spaces, dtype=bool)
     doc_starts = np.asarray(doc_starts, dtype=bool)
     codes = codepoints(text)
-    alnum = _alnum_of(codes)
+    alnum = ALNUM(codes)
     if is_space is None:
         is_space = whitespace_mask(text)
     nonempty = ends > starts
@@ -123,7 +89,7 @@ def word_groups(
         connector = (ends - starts == 1) & np.isin(codes[first], _CONNECTOR_CODES)
         solid = np.r_[0, np.cumsum(alnum | is_space)]
         punct_only = nonempty & (solid[ends] == solid[starts])
-        other = np.r_[0, np.cumsum(~_separating_of(codes))]
+        other = np.r_[0, np.cumsum(~SEPARATING(codes))]
         separating = nonempty & (other[ends] == other[starts])
     else:
         first_alnum = last_alnum = connector = punct_only = separating = np.zeros(n, dtype=bool)

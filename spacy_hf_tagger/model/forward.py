@@ -56,17 +56,16 @@ def batch_size_for(
 
 
 def encode_docs(
-    loaded: LoadedModel, docs: Sequence[Doc], follow_sentences: bool = True
+    loaded: LoadedModel, docs: Sequence[Doc], context: str = "sentence"
 ) -> EncodedBatch:
     """Tokenize docs into pieces and align the pieces to the docs' spaCy tokens;
-    the model will see each sentence (or line) on its own, or with
-    `follow_sentences=False` each doc whole."""
+    the model will see each segment of `context` on its own (`encode_batch`)."""
     tokenizer = loaded.tokenizer
 
     def tokenize(texts: List[str]) -> List[Tuple[np.ndarray, np.ndarray]]:
         return [(e.ids, e.offsets) for e in encode_texts(tokenizer, texts)]
 
-    return encode_batch(docs, tokenize, follow_sentences, loaded.scheme.is_entity)
+    return encode_batch(docs, tokenize, context, loaded.scheme.is_entity)
 
 
 class ModelBatch(NamedTuple):

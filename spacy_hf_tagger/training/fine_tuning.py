@@ -198,7 +198,7 @@ def training_batches(
     *,
     tag_attr: str,
     label_all_pieces: bool,
-    follow_sentences: bool,
+    context: str,
     batch_size: int,
     max_batch_subwords: int,
 ) -> Tuple[List[Batch], int]:
@@ -208,7 +208,7 @@ def training_batches(
     how many gold labels the model has no label for (they are ignored).
     """
     scheme = loaded.scheme
-    encoded = encode_docs(loaded, [eg.predicted for eg in examples], follow_sentences)
+    encoded = encode_docs(loaded, [eg.predicted for eg in examples], context)
     token_ids = []
     unknown = 0
     for eg in examples:

@@ -241,7 +241,7 @@ def test_encode_batch_exact_arrays_for_lines_empty_and_blank_docs():
 
 def test_encode_batch_whole_docs_when_not_following_sentences():
     calls: List[List[str]] = []
-    batch = encode_batch([NLP.make_doc(t) for t in MIXED], recording(calls), False)
+    batch = encode_batch([NLP.make_doc(t) for t in MIXED], recording(calls), "document")
     assert calls == [["Hi there.\nBob ran", "  ", "Sue"]]
     assert batch.segments == [(0, 0, 4), (3, 0, 1)]
     assert batch.piece_bounds.tolist() == [0, 4, 4, 4, 5]

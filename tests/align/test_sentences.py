@@ -16,6 +16,7 @@ from spacy_hf_tagger.align.pieces import whitespace_mask
 from spacy_hf_tagger.align.sentences import (
     LINE_BREAKS,
     line_break_starts,
+    rule_sentence_starts,
     segment_starts,
     segment_starts_in_batch,
 )
@@ -90,3 +91,76 @@ def test_segment_starts_of_a_batch_restart_per_doc_and_read_sentence_starts() ->
     # "One" "." "Two" | "x" "\n" "y": sentencizer starts, doc start, line start.
     assert got.tolist() == [True, False, True, True, False, True]
     assert segment_starts(second).tolist() == [True, False, True]
+
+
+# --- the sentence rule, for running text no component segmented ---------------------
+
+
+def rule_cuts(text: str, lang: str = "en") -> list:
+    """The tokens where the rule starts a sentence, in a blank `lang` doc."""
+    doc = spacy.blank(lang).make_doc(text)
+    spans = np.array([(t.idx, t.idx + len(t)) for t in doc], dtype=np.int64).reshape(-1, 2)
+    first = np.zeros(len(doc), dtype=bool)
+    first[:1] = True
+    starts = rule_sentence_starts(text, spans[:, 0], spans[:, 1], first)
+    return [t.text for t, start in zip(doc, starts) if start]
+
+
+@pytest.mark.parametrize(
+    ("text", "cuts"),
+    [
+        # Abbreviations the language's tokenizer keeps whole: no mark stands alone.
+        ("Dr. Smith met U.S. forces, e.g. in Oslo.", []),
+        ("Call Sarah before 5 p.m. Then call Bob.", []),  # a miss, not a wrong cut
+        # Decimals and initials; a cut before an initial that begins a sentence.
+        ("It rose 3.5 percent. J. R. R. Tolkien wrote it.", ["J."]),
+        # Quotes and brackets after a full stop stay with their sentence.
+        ('He said "Go." Then (at noon.) We left.', ["Then", "We"]),
+        ("It costs approx. five euros.", []),  # lowercase next: no cut
+        ("Wait... What? Really… Yes!", ["What", "Really", "Yes"]),
+        ("EU rejects German call to boycott British lamb", []),  # no mark at all
+        ("ST. LOUIS beat 3. Boston", ["Boston"]),  # a line's short first word is no sentence
+        ("क्या हाल है। ठीक है।", ["ठीक"]),  # Devanagari danda, no case
+        ("هل أنت بخير؟ نعم.", ["نعم"]),  # Arabic question mark
+    ],
+)
+def test_the_rule_cuts_where_a_sentence_begins(text: str, cuts: list) -> None:
+    assert rule_cuts(text) == cuts
+
+
+def test_the_rule_cuts_at_cjk_full_stops() -> None:
+    assert rule_cuts("我住在北京。他住在上海。", "zh") == ["他"]
+    assert rule_cuts("東京に行った！大阪も？はい", "zh") == ["大", "は"]
+
+
+def test_the_rule_spares_enumerators_at_a_line_start_and_never_crosses_docs() -> None:
+    text = "1. Jesper Ronnback\nb. Oslo. Next one"
+    doc = NLP.make_doc(text)
+    spans = np.array([(t.idx, t.idx + len(t)) for t in doc], dtype=np.int64)
+    first = np.eye(1, len(doc), dtype=bool)[0]
+    lines = line_break_starts(text, spans[:, 0], spans[:, 1]) | first
+    got = rule_sentence_starts(text, spans[:, 0], spans[:, 1], first, line_starts=lines)
+    assert [t.text for t, s in zip(doc, got) if s] == ["Next"]
+    # Two docs, "End." | "Next": the doc start is a start already, the rule adds none.
+    text = "End.Next"
+    starts, ends = np.array([0, 3, 4]), np.array([3, 4, 8])
+    got = rule_sentence_starts(text, starts, ends, np.array([True, False, True]))
+    assert got.tolist() == [False, False, False]
+
+
+def test_segment_starts_use_the_rule_only_where_no_component_set_sentences() -> None:
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
+    sentenced = NLP("One; two. Three")
+    for token in sentenced:  # an earlier component's verdict: one sentence
+        token.is_sent_start = token.i == 0
+    plain = NLP("Four. Five")
+    docs = [sentenced, plain]
+    text = "".join(d.text for d in docs)
+    starts = np.array([t.idx for t in sentenced] + [len(sentenced.text) + t.idx for t in plain])
+    ends = starts + np.array([len(t) for d in docs for t in d])
+    doc_starts = np.array([True, False, False, False, False, True, False, False])
+    got = segment_starts_in_batch(docs, text, starts, ends, doc_starts, None, sentence_rule=True)
+    assert got.tolist() == [True, False, False, False, False, True, False, True]
+    without = segment_starts_in_batch(docs, text, starts, ends, doc_starts, None)
+    assert without.tolist() == [True, False, False, False, False, True, False, False]

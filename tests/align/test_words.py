@@ -8,7 +8,7 @@ import spacy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spacy_hf_tagger.align import words
+from spacy_hf_tagger.align.char_classes import ALNUM
 from spacy_hf_tagger.align.words import INFIX_CONNECTORS, alnum_mask, word_groups
 from spacy_hf_tagger.labels.decoding import predict_entities
 from spacy_hf_tagger.labels.schemes import read_label_scheme
@@ -189,7 +189,7 @@ def test_alnum_mask_at_the_edge_of_the_basic_plane() -> None:
 
 
 def test_alnum_mask_on_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(words, "_ALNUM_TABLE", None)  # as in a fresh process
+    monkeypatch.setattr(ALNUM, "_table", None)  # as in a fresh process
     text = "a1 𝔘😀٣\u0301中-\uffff\U00010000"
     assert alnum_mask(text).tolist() == [c.isalnum() for c in text]
 
