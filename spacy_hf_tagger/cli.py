@@ -137,7 +137,9 @@ def annotate_cli(
             batch_size=batch_size,
             n_process=n_process,
             chunk_size=chunk_size or (RAY_CHUNK if engine == "ray" else LOCAL_CHUNK),
-            stop=StopRequests(),
+            # Once stopped, a repeated Ctrl-C while torch's exit handlers run
+            # would print a traceback: the command ignores it.
+            stop=StopRequests(ignore_after_stop=True),
         )
     # JobError (JobIOError included), or a problem with INPUT or the pipeline.
     except (ValueError, OSError) as err:

@@ -27,10 +27,13 @@ class StopRequests:
     """While entered (from the main thread; elsewhere Python delivers no
     signals, and it does nothing), SIGINT and SIGTERM are caught: `signal_number`
     is set by the first, and the second raises `JobInterrupted` where the
-    program is. The previous handlers are put back on exit."""
+    program is. The previous handlers are put back on exit, unless a signal
+    came and `ignore_after_stop` is set: then the signals are ignored from
+    then on, for a process that is about to exit."""
 
-    def __init__(self) -> None:
+    def __init__(self, ignore_after_stop: bool = False) -> None:
         self.signal_number: Optional[int] = None
+        self.ignore_after_stop = ignore_after_stop
         self._previous: Dict[int, Any] = {}
         self._pid = os.getpid()
 
@@ -42,8 +45,9 @@ class StopRequests:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        stopped = self.signal_number is not None and self.ignore_after_stop
         for number, handler in self._previous.items():
-            signal.signal(number, handler)
+            signal.signal(number, signal.SIG_IGN if stopped else handler)
         self._previous.clear()
 
     def _handle(self, number: int, frame: Optional[FrameType]) -> None:

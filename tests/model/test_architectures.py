@@ -107,9 +107,10 @@ def test_bert_gets_its_token_type_ids(tiny_models):
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_long_text_is_windowed(arch, trained):
-    """40 filler sentences on one line: many 32-position windows, every token
+    """40 filler sentences on one line, read as one segment (`context="line"`;
+    the default cuts it at each sentence): many 32-position windows, every token
     labelled; the memorised sentence on the next line is found whole."""
-    nlp = nlp_for(trained(arch))
+    nlp = nlp_for(trained(arch), context="line")
     doc = nlp(FILLER * 40 + "\n" + SARAH)
     comp = nlp.get_pipe("hf_token_tagger")
     encoded = comp._encode([doc])
