@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, Dict, List, Optional
 
 import pytest
 import spacy
@@ -77,12 +80,15 @@ def test_conflict_error_names_offsets_and_labels_not_texts(model_dir: Path) -> N
     _assert_private(str(info.value))
 
 
-def test_the_annotate_cli_keeps_texts_in_its_output_only(model_dir: Path, tmp_path: Path) -> None:
-    """Good records, bad records (a number as text, no text key, broken JSON
-    holding the marker): stdout, stderr and the errors file name ids and
-    reasons; the texts are in the output alone."""
-    nlp = _ruler_nlp(model_dir, annotate=["ents"], errors="warn")
-    pipeline = tmp_path / "pipeline"
+def _annotate_cli(
+    model: Path, folder: Path, *options: str, env: Optional[Dict[str, str]] = None
+) -> Path:
+    """Run `annotate` on good records, bad records (a number as text, no text
+    key, broken JSON holding the marker) and records whose entity a rule took
+    first (the conflict warning); check what it printed and every file it
+    wrote beside OUTPUT; return OUTPUT."""
+    nlp = _ruler_nlp(model, annotate=["ents"], errors="warn")
+    pipeline = folder / "pipeline"
     nlp.to_disk(pipeline)
     lines = [
         json.dumps({"id": "a", "text": TEXT}),
@@ -91,21 +97,59 @@ def test_the_annotate_cli_keeps_texts_in_its_output_only(model_dir: Path, tmp_pa
         '{"id": "d", "text": "' + MARKER + " Sarah",
         json.dumps({"id": "e", "text": TEXT}),
     ]
-    source = tmp_path / "in.jsonl"
+    source = folder / "in.jsonl"
     source.write_text("\n".join(lines) + "\n", "utf8")
-    out = tmp_path / "out.jsonl"
+    out = folder / "out.jsonl"
+    cli = [sys.executable, "-m", "spacy_hf_tagger", "annotate", str(pipeline), str(source)]
     done = subprocess.run(
-        [sys.executable, "-m", "spacy_hf_tagger", "annotate", str(pipeline), str(source), str(out)],
+        [*cli, str(out), *options],
         capture_output=True,
         text=True,
         timeout=300,
+        env=env,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "5 records" in " ".join(done.stdout.split())
     _assert_private(done.stdout + done.stderr)
     assert MARKER in out.read_text("utf8")
-    for path in tmp_path.iterdir():
-        if path.is_file() and path not in (source, out):
-            _assert_private(path.read_text("utf8", errors="replace"))
+    beside = [p for p in folder.iterdir() if p.is_file() and p not in (source, out)]
+    assert {p.name for p in beside} >= {"out.jsonl.errors.jsonl", "out.jsonl.progress.json"}
+    for path in beside:
+        _assert_private(path.read_text("utf8", errors="replace"))
+    return out
+
+
+def test_the_annotate_cli_keeps_texts_in_its_output_only(model_dir: Path, tmp_path: Path) -> None:
+    """stdout, stderr and the errors file name ids and reasons; the texts are
+    in the output alone."""
+    _annotate_cli(model_dir, tmp_path)
+
+
+def test_the_ray_engine_keeps_texts_in_its_output_only(model_dir: Path, tmp_path: Path) -> None:
+    """`annotate --engine ray`: the same, and Ray's logs of the run, where
+    what an actor warns (the conflict warning) and logs ends up.
+
+    The CLI starts a local cluster of its own (RAY_ADDRESS unset) and Ray
+    keeps that cluster's logs under RAY_TMPDIR: pointed at a fresh folder,
+    the run never joins another cluster (tests/jobs/test_ray.py's, or one of
+    `ray start`, which Ray finds under its temp folder) and its logs are
+    these alone. /tmp, not tmp_path: Ray's socket paths must fit in 107 bytes.
+    """
+    pytest.importorskip("ray", reason="ray not installed (pip install '.[ray]')")
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
+    env.pop("RAY_ADDRESS", None)
+    try:
+        _annotate_cli(model_dir, tmp_path, "--engine", "ray", "--workers", "1", env=env)
+        (session,) = (ray_tmp / "ray").glob("session_2*")
+        logs = [p for p in (session / "logs").rglob("*") if p.is_file()]
+        said = {p: p.read_text("utf8", errors="replace") for p in logs}
+        warned = [p.name for p, text in said.items() if "overlap entities set by an" in text]
+        assert warned and all(name.startswith("worker-") for name in warned), warned
+        for path, text in said.items():
+            assert not any(secret in text for secret in PRIVATE), path
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def test_the_presidio_engine_logs_no_text(

@@ -5,9 +5,12 @@ A record is a line of a .txt or .jsonl file, a row of a .parquet file (the
 same keys as JSONL: `text_key`, `id_key`, the columns to keep), or a Doc of a
 .spacy DocBin (its text; its id from `doc.user_data[id_key]`; the pipeline
 tokenizes the text again). Reading never stops at a bad record: a line that
-is not valid UTF-8, not JSON, a record without a string text, or one too
-long for the pipeline (`too_long`) becomes a `BadRecord` with its position
-and the reason, for the job's errors file.
+is not valid UTF-8, not JSON (or JSON that Python cannot read: an integer of
+over 4,300 digits by default, nesting past the recursion limit), a record
+without a string text, a text holding a lone surrogate (a JSON "\\ud800"
+escape, which no tokenizer takes), or one too long for the pipeline
+(`too_long`) becomes a `BadRecord` with its position and the reason, for the
+job's errors file.
 Positions count every record (good or bad) across the input, in order, which
 is what `--resume` counts to skip what is done.
 """
@@ -15,6 +18,7 @@ is what `--resume` counts to skip what is done.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -24,13 +28,16 @@ from spacy.tokens import Doc
 from ..labels.writing import SCORE_ATTR
 
 SUFFIXES = (".txt", ".jsonl", ".parquet", ".spacy")
+# A UTF-16 surrogate alone: JSON's "\\ud800" escape reads as one, UTF-8 cannot hold it.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
 class Record:
     """One text to annotate. `id` is the input's id, else the line number
     (1-based; "file:line" when the input is a folder). `keep` holds the input
-    columns the user asked to copy to the output."""
+    columns the user asked to copy to the output, every one of them (None
+    where the record has none), so all rows have the same columns."""
 
     position: int
     id: Any
@@ -160,14 +167,19 @@ def _parse(raw: bytes, suffix: str, place: _Place, keys: _Keys) -> Union[Record,
     except UnicodeDecodeError as err:
         return place.bad(f"not valid UTF-8 ({err.reason} at byte {err.start})")
     line = line.rstrip("\r\n") if suffix == ".txt" else line.strip()
-    if suffix == ".txt":
-        return Record(place.position, place.default_id, line)
+    if suffix == ".txt":  # no columns: every kept one is None, as for a JSON line without it
+        return Record(place.position, place.default_id, line, dict.fromkeys(keys.keep))
     if not line:
         return place.bad("empty line, not a JSON object")
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as err:
         return place.bad(f"invalid JSON ({err.msg} at column {err.colno})")
+    except ValueError as err:  # an integer of more digits than int() converts
+        # The message up to its first colon: no piece of the line after it.
+        return place.bad(f"JSON that Python cannot read ({str(err).split(':')[0]})")
+    except RecursionError:
+        return place.bad("JSON nested too deeply for Python to read (its recursion limit)")
     if not isinstance(obj, dict):
         return place.bad(f"a JSON {type(obj).__name__}, not an object")
     return _from_object(obj, place, keys)
@@ -180,6 +192,13 @@ def _from_object(obj: Dict[str, Any], place: _Place, keys: _Keys) -> Union[Recor
     text = obj[keys.text]
     if not isinstance(text, str):
         return place.bad(f"{keys.text!r} is a {type(text).__name__}, not a string", record_id)
+    lone = _LONE_SURROGATE.search(text)
+    if lone is not None:
+        return place.bad(
+            f"{keys.text!r} holds a lone surrogate (U+{ord(lone.group()):04X} at character "
+            f"{lone.start()}), which is not Unicode text",
+            record_id,
+        )
     if record_id is None:
         record_id = place.default_id
     return Record(place.position, record_id, text, {k: obj.get(k) for k in keys.keep})

@@ -82,7 +82,14 @@ class JsonlSink:
 
 
 def json_line(row: Dict[str, Any]) -> bytes:
-    return (json.dumps(row, ensure_ascii=False) + "\n").encode("utf8")
+    """The row as a line of UTF-8 JSON. A row holding a lone surrogate (an id
+    read from a JSON "\\ud800" escape, say), which UTF-8 cannot encode, is
+    written with \\u escapes, which read back to the same value."""
+    line = json.dumps(row, ensure_ascii=False) + "\n"
+    try:
+        return line.encode("utf8")
+    except UnicodeEncodeError:
+        return (json.dumps(row) + "\n").encode("utf8")
 
 
 class _PartsSink:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Dict, List
 
 import pytest
 import spacy
@@ -24,20 +24,8 @@ from tiny_models import training_sentences
 
 from spacy_hf_tagger.errors import JobError
 from spacy_hf_tagger.jobs.corpus import Checkpoint, job_paths, run_job
-from spacy_hf_tagger.jobs.pipelines import load_pipeline
 
-TinyModelFactory = Callable[..., Path]
 TEXTS = [text for text, _ in training_sentences()]
-
-
-@pytest.fixture(scope="module")
-def model(tiny_models: TinyModelFactory) -> Path:
-    return tiny_models("wordpiece-cased", train_steps=100)
-
-
-@pytest.fixture(scope="module")
-def nlp(model: Path):
-    return load_pipeline(str(model))
 
 
 def rows(path: Path) -> List[Dict[str, Any]]:

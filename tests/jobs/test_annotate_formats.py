@@ -18,17 +18,11 @@ from spacy.tokens import DocBin
 from tiny_models import training_sentences
 
 from spacy_hf_tagger.jobs.corpus import LocalAnnotator, job_paths, run_job
-from spacy_hf_tagger.jobs.pipelines import load_pipeline
 
 pa = pytest.importorskip("pyarrow", reason="pyarrow not installed (pip install '.[ray]')")
 pq = pytest.importorskip("pyarrow.parquet")
 
 TEXTS = [text for text, _ in training_sentences()]
-
-
-@pytest.fixture(scope="module")
-def nlp(tiny_models):
-    return load_pipeline(str(tiny_models("wordpiece-cased", train_steps=100)))
 
 
 def jsonl_rows(path: Path) -> List[Dict[str, Any]]:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import pytest
 from tiny_models import training_sentences
@@ -27,14 +27,8 @@ from spacy_hf_tagger.jobs.pipelines import load_pipeline
 from spacy_hf_tagger.jobs.sinks import JsonlSink
 from spacy_hf_tagger.jobs.stopping import StopRequests
 
-TinyModelFactory = Callable[..., Path]
 TEXTS = [text for text, _ in training_sentences()]
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-
-
-@pytest.fixture(scope="module")
-def model(tiny_models: TinyModelFactory) -> Path:
-    return tiny_models("wordpiece-cased", train_steps=100)
 
 
 @pytest.fixture(scope="module")
@@ -272,6 +266,27 @@ def test_a_first_signal_finishes_the_chunk_a_second_stops_at_once(
     summary = run_job(nlp, source, out, chunk_size=10, resume=True, stop=StopRequests())
     assert (summary.records, summary.resumed_from) == (50, 30)
     assert rows(out) == expected
+
+
+def test_the_command_ignores_signals_once_it_has_stopped() -> None:
+    """The CLI's requests (`ignore_after_stop`): after a stop, a repeated Ctrl-C
+    while the process exits does nothing (it printed a KeyboardInterrupt
+    traceback from torch's exit handlers); without a stop the handlers are
+    put back."""
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        with StopRequests(ignore_after_stop=True) as stop:
+            pass
+        assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+        with StopRequests(ignore_after_stop=True) as stop:
+            signal.raise_signal(signal.SIGINT)
+        assert stop.signal_number == signal.SIGINT
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        signal.raise_signal(signal.SIGINT)  # nothing happens
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
 
 
 def _wait_for_checkpoint(progress: Path, records: int, proc: subprocess.Popen) -> Optional[int]:

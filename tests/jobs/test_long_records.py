@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Dict, List
 
 import pytest
 import spacy
@@ -23,7 +23,6 @@ from tiny_models import training_sentences
 from spacy_hf_tagger.jobs.corpus import job_paths, run_job
 from spacy_hf_tagger.jobs.pipelines import LengthLimit, lift_length_limit, load_pipeline
 
-TinyModelFactory = Callable[..., Path]
 TEXTS = [text for text, _ in training_sentences()]
 LIMIT = 300
 
@@ -36,11 +35,6 @@ def _needs_the_length_limit(doc: Doc) -> Doc:
 
 def _rows(path: Path) -> List[Dict[str, Any]]:
     return [json.loads(line) for line in path.read_text("utf8").splitlines()]
-
-
-@pytest.fixture(scope="module")
-def model(tiny_models: TinyModelFactory) -> Path:
-    return tiny_models("wordpiece-cased", train_steps=100)
 
 
 @pytest.fixture()

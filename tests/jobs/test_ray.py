@@ -37,11 +37,6 @@ def local_cluster():
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def model(tiny_models) -> Path:
-    return tiny_models("wordpiece-cased", train_steps=100)
-
-
 def local_rows(model: Path):
     nlp = spacy.blank("en")
     nlp.add_pipe("hf_token_tagger", config={"model": str(model)})
