@@ -12,7 +12,11 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import numpy as np
 
 from .schemes import DecodedSpan, LabelScheme, decode_spans, span_score, spans_to_iob
+from .viterbi import viterbi_label_ids
 from .writing import EntityPrediction
+
+# Viterbi decodings, with how each reads an IOB scheme (see `viterbi`).
+_VITERBI_IOB = {"viterbi": "conlleval", "viterbi-iob2": "strict"}
 
 
 def _fill_gaps(
@@ -173,6 +177,7 @@ def predict_entities(
     glued_punct: Optional[np.ndarray] = None,
     edge_punct: Optional[np.ndarray] = None,
     segment_starts: Optional[np.ndarray] = None,
+    decoding: str = "greedy",
 ) -> Tuple[EntityPrediction, int]:
     """Decode token probabilities into entity spans and IOB2 labels.
 
@@ -184,13 +189,24 @@ def predict_entities(
     those of several docs, one after the other, with `segment_starts`
     marking the first token of each doc and of each segment (sentence or
     line) the model saw on its own: nothing carries over from one to the
-    next (see `split_by_doc`). Returns the prediction and how many spans the
-    threshold removed.
+    next (see `split_by_doc`). `decoding` picks the labels the repairs start
+    from: "greedy", each token's most probable label; "viterbi", the most
+    probable sequence the scheme allows in each segment (`viterbi`);
+    "viterbi-iob2", the same reading IOB labels as strict IOB2 (for
+    measurement, not a setting). Returns the prediction and how many spans
+    the threshold removed.
     """
     n_tokens = len(token_probs)
     if n_tokens == 0:
         return EntityPrediction([], [], []), 0
-    label_ids = np.where(has_piece, token_probs.argmax(axis=1), scheme.outside_or_none)
+    if decoding == "greedy":
+        label_ids = np.where(has_piece, token_probs.argmax(axis=1), scheme.outside_or_none)
+    elif decoding in _VITERBI_IOB:
+        label_ids = viterbi_label_ids(
+            scheme, token_probs, has_piece, segment_starts, iob=_VITERBI_IOB[decoding]
+        )
+    else:
+        raise ValueError(f"decoding={decoding!r}: use one of {('greedy', *_VITERBI_IOB)}")
     # Tie first: gaps are filled from the labels the tied tokens end up with.
     if tied is not None and tied.any():
         label_ids = _tie_to_previous(scheme, label_ids, tied, segment_starts)
