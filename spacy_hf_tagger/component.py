@@ -419,6 +419,7 @@ class HFTokenTagger(TrainablePipe):
             glued_punct=predictions.glued,
             edge_punct=predictions.edge_punct,
             segment_starts=encoded.segment_starts,
+            decoding=self.settings.decoding,
         )
         lost = 0
         counts: Counter = Counter()

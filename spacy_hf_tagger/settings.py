@@ -21,6 +21,7 @@ from .align.pieces import AGGREGATIONS
 from .errors import ConfigError
 from .labels.decoding import tag_name_map
 from .labels.schemes import UPOS_TAGS, LabelScheme, is_upos
+from .labels.viterbi import DECODINGS
 
 ANNOTATE_CHOICES = ("ents", "spans", "tag", "pos")
 ERROR_POLICIES = ("raise", "warn", "ignore")
@@ -90,6 +91,13 @@ class Settings:
         'entity label, and glued punctuation (the "." of "1.") cannot begin an entity: '
         "first-subword models were trained on such words whole "
         "(`spacy_hf_tagger/align/words.py`)",
+    )
+    decoding: str = _setting(
+        "greedy",
+        '`"greedy"`: each token\'s most probable label, invalid sequences repaired; '
+        '`"viterbi"`: the most probable entities the label scheme allows in each segment '
+        "(IOB1/IOB2 alike, BIOES/BILOU strictly; IO and tag sets: each token's best) "
+        "([how it works](docs/how-it-works.md#decoding))",
     )
     annotate: Optional[List[str]] = _setting(
         None,
@@ -191,6 +199,12 @@ def validate_settings(cfg: Mapping[str, Any]) -> None:
             'each sentence alone, as most hub models were trained), "line" (each line or '
             'earlier component\'s sentence, no rule) or "document" (windows run across '
             "sentences, for models trained on long windows)."
+        )
+    if cfg["decoding"] not in DECODINGS:
+        raise ConfigError(
+            f'decoding={cfg["decoding"]!r} is not known: use "greedy" (each token\'s most '
+            'probable label, then repaired) or "viterbi" (the most probable label sequence '
+            "the model's label scheme allows)."
         )
     if cfg["errors"] not in ERROR_POLICIES:
         raise ConfigError(f"errors={cfg['errors']!r} is not known: use one of {ERROR_POLICIES}.")

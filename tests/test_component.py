@@ -976,3 +976,35 @@ def test_real_model_windows_keep_entity_boundaries(shared_dir: Path) -> None:
     assert len(reference) == 55
     for key, got in spans.items():
         assert got == reference, key
+
+
+# ---------------------------------------------------------------------------- decoding
+
+
+@pytest.mark.parametrize("family", ["wordpiece-cased", "sentencepiece-xlmr"])
+def test_viterbi_decoding_gives_gold_entities(family: str, trained: Callable[[str], Path]) -> None:
+    """decoding="viterbi" through nlp.pipe: the memorising model's gold entities,
+    hf_bio agreeing with them; greedy (the default) writes what it always did."""
+    data = training_sentences()
+    texts = [text for text, _ in data]
+    viterbi = _nlp(trained(family), decoding="viterbi")
+    assert viterbi.get_pipe("hf_token_tagger").settings.decoding == "viterbi"
+    for doc, (text, gold) in zip(viterbi.pipe(texts, batch_size=7), data):
+        assert _ents(doc) == gold, text
+        _check_consistent(doc)
+    default = list(_nlp(trained(family)).pipe(texts))
+    greedy = list(_nlp(trained(family), decoding="greedy").pipe(texts))
+    for a, b in zip(default, greedy):
+        _assert_same(_annotations(a), _annotations(b), tol=0.0)
+
+
+def test_viterbi_decoding_bioes_is_valid_and_closes_entities(tiny_models: TinyModelFactory) -> None:
+    nlp = _nlp(tiny_models("wordpiece-cased", labels=BIOES), decoding="viterbi")
+    for doc in nlp.pipe([text for text, _ in training_sentences()]):
+        _check_consistent(doc)  # untrained: near-random B/I/E/S probabilities
+    # Every piece says E-LOC: greedy makes each token an entity of its own; no
+    # valid BIOES sequence has two E- in a row, so Viterbi pairs them up.
+    _force_labels(nlp, {"E-LOC": 10.0})
+    doc = nlp("New York City Hall")
+    assert len(doc.ents) == 2 and all(len(e) == 2 for e in doc.ents)
+    _check_consistent(doc)
