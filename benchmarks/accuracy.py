@@ -11,10 +11,16 @@ One run prints one table, for each text rendering ("spaced", "natural"):
   for each strategy S, and the best of them;
 * ``shp``: spacy-huggingface-pipelines ``hf_token_pipe`` (aggregation "first").
 
+With ``--decodings``, ours also reads the same forward (recorded in its run,
+then replayed: their seconds are the component without the model) with each
+decoding: ``greedy`` (must equal ours), ``viterbi``, and ``viterbi-iob2``
+(Viterbi reading IOB as strict IOB2: a measurement hook, not a setting).
+
 Every row is scored by exact character spans ``(text_id, start, end, label)``.
 
     python benchmarks/accuracy.py                     # full test set, ~6 min on 2 cores
     python benchmarks/accuracy.py --limit 20 --only ref,transformers
+    python benchmarks/accuracy.py --only ref,ours --decodings
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ import importlib.util
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -73,6 +80,8 @@ MAX_GAP_RUNNING = 3.0
 MAX_BELOW_SENTENCIZER = 0.2
 NO_SEGMENTER = "ours, no rule (line)"
 WITH_SENTENCIZER = "ours, sentencizer first"
+# --decodings: ours' forward replayed, decoded each way (`predict_entities`).
+DECODINGS = ("greedy", "viterbi", "viterbi-iob2")
 
 
 # ----------------------------------------------------------------- systems (shared)
@@ -316,6 +325,47 @@ def use_marker_reading(name: str) -> None:
     alignment._read_markers_with_their_word = read
 
 
+@contextmanager
+def forced_decoding(decoding: str) -> Iterator[None]:
+    """Make the component decode with `decoding` whatever its setting says,
+    including "viterbi-iob2", which no setting selects."""
+    from spacy_hf_tagger import component
+
+    original = component.predict_entities
+
+    def decode(*args: Any, **kwargs: Any) -> Any:
+        return original(*args, **{**kwargs, "decoding": decoding})
+
+    component.predict_entities = decode
+    try:
+        yield
+    finally:
+        component.predict_entities = original
+
+
+def model_recorded(nlp, store: Dict):
+    """Keep the logits of every forward call of `nlp`'s component in `store`."""
+    from stages import RecordingModel, model_replaced
+
+    return model_replaced(nlp, lambda runner: RecordingModel(runner, store))
+
+
+def decoding_rows(nlp, style: str, texts: Sequence[RenderedText], store: Dict) -> List[Row]:
+    """Ours on `texts` with each of DECODINGS, the model replayed from `store`."""
+    from stages import ReplayModel, model_replaced
+
+    out = []
+    for decoding in DECODINGS:
+        replay = ReplayModel(store)
+        with model_replaced(nlp, lambda runner, replay=replay: replay), forced_decoding(decoding):
+            pred, secs = timed(lambda: spacy_pipe_spans(nlp, texts))
+        note = "forward replayed: seconds without the model"
+        if replay.missing:
+            note += f"; {replay.missing} forward calls NOT recorded (zeros)"
+        out.append(Row(f"ours, {decoding}", style, score(gold_spans(texts), pred), secs, note))
+    return out
+
+
 def spacy_pipe_spans(nlp, texts: Sequence[RenderedText]) -> List[TextSpan]:
     """Run ``nlp.pipe`` and read ``doc.ents`` as character spans."""
     out: List[TextSpan] = []
@@ -524,6 +574,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="how ours reads a word that begins with a bare marker (default: the "
         "component's own, the mean); for measuring the alternatives",
     )
+    ap.add_argument(
+        "--decodings",
+        action="store_true",
+        help="also decode ours' forward (replayed) greedy, viterbi and viterbi-iob2 "
+        "(strict IOB2, a measurement hook), each a row",
+    )
     ap.add_argument("--batch-size", type=int, default=32, help="transformers pipeline batch")
     ap.add_argument("--per-type", action="store_true", help="also print TP/FP/FN per type")
     ap.add_argument(
@@ -616,13 +672,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             note = ", ".join(
                 f"{k}={cfg[k]}" for k in ("context", "stride", "aggregation") if k in cfg
             )
+            note += f", decoding={cfg.get('decoding')}"
             for style in styles:
                 texts = texts_by_style[style]
-                pred, secs = timed(lambda texts=texts: spacy_pipe_spans(nlp, texts))
+                store: Dict = {}
+                recording = model_recorded(nlp, store) if args.decodings else nullcontext()
+                with recording:
+                    pred, secs = timed(lambda texts=texts: spacy_pipe_spans(nlp, texts))
                 preds[("ours", style)] = pred
                 rows.append(
                     Row("ours (hf_token_tagger)", style, score(gold_spans(texts), pred), secs, note)
                 )
+                for row in decoding_rows(nlp, style, texts, store) if args.decodings else ():
+                    rows.append(row)
             if args.sentencizer and args.unit == "documents":
                 for style in styles:
                     texts = texts_by_style[style]
@@ -749,6 +811,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             )
             if not ok:
                 flags.append(f"{style}: the sentence rule misses its bars")
+        for decoding in DECODINGS if args.decodings else ():
+            row = by.get((f"ours, {decoding}", style))
+            if row is None or ref is None:
+                continue
+            print(f"[{style}] gap ref - {row.system}: {ref.f1 - row.f1:+.2f} F1")  # type: ignore[operator]
+            if "NOT recorded" in row.note:
+                flags.append(f"{style}: {row.system} replayed forward calls never recorded")
+            same = ours is not None and ours.f1 is not None and ours.note.endswith("=greedy")
+            if decoding == "greedy" and same and abs(row.f1 - ours.f1) > 1e-9:  # type: ignore[operator]
+                flags.append(f"{style}: greedy on the replayed forward differs from ours")
         by_hand = by.get((SPLIT_BY_HAND, style))
         if by_hand is not None and ours is not None and ref is not None:
             print(
