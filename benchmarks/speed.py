@@ -406,6 +406,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         choices=("sentence", "document"),
         help="our component's context setting (default: its own default, sentence)",
     )
+    ap.add_argument(
+        "--decoding",
+        default=None,
+        choices=("greedy", "viterbi"),
+        help="our component's decoding setting (default: its own default); the stage "
+        "table shows the Viterbi search in a row of its own",
+    )
     ap.add_argument("--limit", type=int, default=None, help="use only the first N documents")
     ap.add_argument("--repeat", type=int, default=1, help="time N rounds, keep the best")
     ap.add_argument(
@@ -493,6 +500,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             ours_conf: Dict[str, object] = {}
             if args.context:
                 ours_conf["context"] = args.context
+            if args.decoding:
+                ours_conf["decoding"] = args.decoding
             if args.dtype:
                 ours_conf["dtype"] = args.dtype
             nlp = make_ours(args.model, ours_conf)

@@ -35,6 +35,7 @@ STAGES = (
     "forward",
     "softmax, transfer",
     "aggregation, decoding",
+    "Viterbi",
     "writing",
     "other",
 )
@@ -89,6 +90,7 @@ class StageClock:
         """Time the stages of `nlp`'s component while the block runs."""
         from spacy_hf_tagger import component
         from spacy_hf_tagger.align import sentences
+        from spacy_hf_tagger.labels import decoding
         from spacy_hf_tagger.model import forward
 
         patches: List[Tuple[Any, str, Any]] = [
@@ -111,6 +113,10 @@ class StageClock:
             patches.append(
                 (component, name, self.timed("aggregation, decoding", getattr(component, name)))
             )
+        # With decoding="viterbi": the search alone, out of "aggregation, decoding".
+        patches.append(
+            (decoding, "viterbi_label_ids", self.timed("Viterbi", decoding.viterbi_label_ids))
+        )
         for name in ("write_entities", "write_tags", "split_by_doc"):
             patches.append((component, name, self.timed("writing", getattr(component, name))))
         pipe = nlp.get_pipe(pipe_name)
