@@ -188,17 +188,16 @@ def best_paths(
     for t in range(1, longest):
         k = int(running[t])
         rows = seg_first[:k] + t
-        cand = score[:k, :, None] + transition[None, :, :]
+        cand = score[:k, :, None] + transition
         if lat.reads_entries:
             # The step's score depends on where it comes from: continuing its
             # own type or beginning an entity.
-            cand = cand + np.where(entering[None], entry[rows][:, None, :], same[rows][:, None, :])
-            prev = cand.argmax(axis=1)
-            score[:k] = np.take_along_axis(cand, prev[:, None, :], axis=1)[:, 0, :]
+            cand += np.where(entering, entry[rows, None, :], same[rows, None, :])
+            back[rows] = cand.argmax(axis=1)
+            score[:k] = cand.max(axis=1)
         else:
-            prev = cand.argmax(axis=1)
-            score[:k] = np.take_along_axis(cand, prev[:, None, :], axis=1)[:, 0, :] + same[rows]
-        back[rows] = prev
+            back[rows] = cand.argmax(axis=1)
+            score[:k] = cand.max(axis=1) + same[rows]
     final = score + np.where(lat.end, 0.0, -np.inf)[None, :]
     current = final.argmax(axis=1)
     feasible_sorted = np.isfinite(final.max(axis=1))
