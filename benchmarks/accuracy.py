@@ -14,7 +14,7 @@ One run prints one table, for each text rendering ("spaced", "natural"):
 With ``--decodings``, ours also reads the same forward (recorded in its run,
 then replayed: their seconds are the component without the model) with each
 decoding: ``greedy`` (must equal ours), ``viterbi``, and ``viterbi-iob2``
-(Viterbi reading IOB as strict IOB2: a measurement hook, not a setting).
+(Viterbi reading IOB as strict IOB2).
 
 Every row is scored by exact character spans ``(text_id, start, end, label)``.
 
@@ -327,8 +327,7 @@ def use_marker_reading(name: str) -> None:
 
 @contextmanager
 def forced_decoding(decoding: str) -> Iterator[None]:
-    """Make the component decode with `decoding` whatever its setting says,
-    including "viterbi-iob2", which no setting selects."""
+    """Make the component decode with `decoding` whatever its setting says."""
     from spacy_hf_tagger import component
 
     original = component.predict_entities

