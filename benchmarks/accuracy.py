@@ -53,6 +53,8 @@ from conll import (
     word_spans_to_chars,
 )
 
+from spacy_hf_tagger.labels.viterbi import DECODINGS
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 DEFAULT_DATA = SHARED / "data" / "conll2003" / "eng.testb"
@@ -81,7 +83,6 @@ MAX_BELOW_SENTENCIZER = 0.2
 NO_SEGMENTER = "ours, no rule (line)"
 WITH_SENTENCIZER = "ours, sentencizer first"
 # --decodings: ours' forward replayed, decoded each way (`predict_entities`).
-DECODINGS = ("greedy", "viterbi", "viterbi-iob2")
 
 
 # ----------------------------------------------------------------- systems (shared)

@@ -55,6 +55,8 @@ from accuracy import (
 )
 from conll import UNITS, read_conll, render_texts
 
+from spacy_hf_tagger.labels.viterbi import DECODINGS
+
 SYSTEMS = ("floor", "ours", "transformers", "shp")
 BAR_FLOOR = 0.9
 BAR_GLUE = 10.0
@@ -409,7 +411,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument(
         "--decoding",
         default=None,
-        choices=("greedy", "viterbi"),
+        choices=DECODINGS,
         help="our component's decoding setting (default: its own default); the stage "
         "table shows the Viterbi search in a row of its own",
     )

@@ -12,7 +12,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import numpy as np
 
 from .schemes import DecodedSpan, LabelScheme, decode_spans, span_score, spans_to_iob
-from .viterbi import viterbi_label_ids
+from .viterbi import DECODINGS, viterbi_label_ids
 from .writing import EntityPrediction
 
 # Viterbi decodings, with how each reads an IOB scheme (see `viterbi`).
@@ -206,7 +206,7 @@ def predict_entities(
             scheme, token_probs, has_piece, segment_starts, iob=_VITERBI_IOB[decoding]
         )
     else:
-        raise ValueError(f"decoding={decoding!r}: use one of {('greedy', *_VITERBI_IOB)}")
+        raise ValueError(f"decoding={decoding!r}: use one of {DECODINGS}")
     # Tie first: gaps are filled from the labels the tied tokens end up with.
     if tied is not None and tied.any():
         label_ids = _tie_to_previous(scheme, label_ids, tied, segment_starts)
