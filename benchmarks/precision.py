@@ -97,7 +97,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tok = AutoTokenizer.from_pretrained(args.model)
     cfg = AutoConfig.from_pretrained(args.model)
     max_length = min(tok.model_max_length, cfg.max_position_embeddings)
-    floor = Floor(args.model, max_length, default_stride(max_length), args.batch_size)
+    floor = Floor(args.model, max_length, default_stride(max_length), (args.batch_size, None))
 
     docs = read_conll(args.data)
     if args.limit is not None:

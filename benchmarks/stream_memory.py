@@ -257,7 +257,7 @@ def run_system(system: str, job: Dict[str, Any]) -> Dict[str, Any]:
             job["model"],
             job["max_length"],
             job["stride"],
-            job["batch_size"],
+            (job["batch_size"], None),
             job["split_lines"],
             runs_in=job["runs_in"],
         )

@@ -57,16 +57,23 @@ from .labels.schemes import LabelScheme, map_types
 from .labels.writing import register_extensions, write_entities, write_tags
 from .model.device import resolve_device
 from .model.forward import (
+    BatchShape,
     ModelBatch,
     PreparedDocs,
-    batch_size_for,
+    batch_shape_for,
     encode_docs,
     model_batches,
     on_device,
     piece_probabilities,
 )
 from .model.loading import LoadedModel, install, load_source
-from .model.overlap import CHARS_PER_SUBWORD, doc_chunks, overlaps, run_overlapped
+from .model.overlap import (
+    CHARS_PER_SUBWORD,
+    doc_chunks,
+    filled_chunks,
+    overlaps,
+    run_overlapped,
+)
 from .model.persistence import bytes_to_folder, folder_to_bytes, read_folder, write_folder
 from .model.precision import Precision, choose_precision
 from .serving.coalescing import Coalescer
@@ -77,6 +84,14 @@ from .training.scoring import make_hf_tagger_scorer
 logger = logging.getLogger("spacy_hf_tagger")
 # Fewest docs `pipe` annotates together, whatever batch size spaCy passes.
 PIPE_FILL = 256
+# Without overlap, a chunk of `pipe` grows past the batch size spaCy passes
+# until it holds the text of this many full forward calls (or PIPE_MAX_DOCS
+# docs): on an Intel Xeon with AMX at bf16 (calls of 4,096 positions), chunks
+# of the 3,453 CoNLL test sentences whole instead of spaCy's 1,000 docs ran
+# 20 forward calls instead of 25, 10% fewer positions, 1.11x faster (median
+# of 6 rounds).
+PIPE_CHUNK_CALLS = 16
+PIPE_MAX_DOCS = 4096
 HOST = torch.device("cpu")
 
 __all__ = ["AnnotationConflictError", "ConfigError", "HFTokenTagger", "make_hf_token_tagger"]
@@ -273,7 +288,8 @@ class HFTokenTagger(TrainablePipe):
 
     def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
         """Annotate a stream of docs, in chunks of at least `PIPE_FILL` docs
-        whatever `batch_size` spaCy passes.
+        whatever `batch_size` spaCy passes, and (without overlap) of about
+        `PIPE_CHUNK_CALLS` full forward calls of text.
 
         `spacy apply` passes 1 by default; one doc per forward call would run
         at a fraction of the speed, and forward batches are best cut from many
@@ -283,16 +299,21 @@ class HFTokenTagger(TrainablePipe):
         """
         error_handler = self.get_error_handler()
         fill = max(int(batch_size), PIPE_FILL)
-        if not overlaps(self.settings.overlap, self._device.type):
-            yield from self._pipe_plain(stream, fill, error_handler)
-            return
         try:
             loaded = self._ensure_loaded()
         except Exception:  # the plain path hands it to the error handler, per chunk
-            yield from self._pipe_plain(stream, fill, error_handler)
+            yield from self._pipe_plain(minibatch(stream, size=fill), error_handler)
             return
-        chunk_chars = self._batch_size * loaded.content_length * CHARS_PER_SUBWORD
-        chunks = doc_chunks(stream, fill, chunk_chars, _text_length)
+        shape = self._batch_shape
+        call_chars = min(shape.windows * loaded.content_length, shape.subwords) * CHARS_PER_SUBWORD
+        if not overlaps(self.settings.overlap, self._device.type):
+            chunks = filled_chunks(
+                stream, fill, max(fill, PIPE_MAX_DOCS), PIPE_CHUNK_CALLS * call_chars, _text_length
+            )
+            yield from self._pipe_plain(chunks, error_handler)
+            return
+        # About one full forward call of text a chunk.
+        chunks = doc_chunks(stream, fill, call_chars, _text_length)
         for docs, outcome in run_overlapped(
             chunks,
             lambda docs: self._prepare(docs, materialize=True),
@@ -305,9 +326,9 @@ class HFTokenTagger(TrainablePipe):
                 yield from docs
 
     def _pipe_plain(
-        self, stream: Iterable[Doc], fill: int, error_handler: Callable[..., Any]
+        self, chunks: Iterable[List[Doc]], error_handler: Callable[..., Any]
     ) -> Iterator[Doc]:
-        for docs in minibatch(stream, size=fill):
+        for docs in chunks:
             try:
                 self._annotate_docs(docs)
                 yield from docs
@@ -315,8 +336,13 @@ class HFTokenTagger(TrainablePipe):
                 error_handler(self.name, self, docs, error)
 
     @property
-    def _batch_size(self) -> int:
-        return batch_size_for(self._device.type, self.precision.runs_in, self.settings.batch_size)
+    def _batch_shape(self) -> BatchShape:
+        return batch_shape_for(
+            self._device.type,
+            self.precision.runs_in,
+            self.settings.batch_size,
+            self.settings.max_batch_subwords,
+        )
 
     def _annotate_docs(self, docs: Sequence[Doc]) -> None:
         self.set_annotations(docs, self.predict(docs))
@@ -339,11 +365,12 @@ class HFTokenTagger(TrainablePipe):
         thread to run)."""
         loaded = self._ensure_loaded()
         encoded = self._encode(docs)
+        shape = self._batch_shape
         batches: Iterable[ModelBatch] = model_batches(
             loaded,
             encoded,
-            self._batch_size,
-            self.settings.max_batch_subwords,
+            shape.windows,
+            shape.subwords,
             pack=True,
             device=HOST,
         )
@@ -539,15 +566,18 @@ class HFTokenTagger(TrainablePipe):
         self, examples: Sequence[Example]
     ) -> List[Tuple[Dict[str, torch.Tensor], torch.Tensor]]:
         """Model inputs and piece targets for examples, windowed like inference."""
+        # Training computes in the weights' dtype, float32 on CPU.
+        shape = batch_shape_for(
+            self._device.type, "float32", self.settings.batch_size, self.settings.max_batch_subwords
+        )
         batches, unknown = fine_tuning.training_batches(
             self._ensure_loaded(),
             examples,
             tag_attr="POS" if "pos" in self.annotate else "TAG",
             label_all_pieces=bool(self.settings.label_all_pieces),
             context=self.settings.context,
-            # Training computes in the weights' dtype, float32 on CPU.
-            batch_size=batch_size_for(self._device.type, "float32", self.settings.batch_size),
-            max_batch_subwords=self.settings.max_batch_subwords,
+            batch_size=shape.windows,
+            max_batch_subwords=shape.subwords,
         )
         self._count(train_unknown_labels=unknown)
         return batches

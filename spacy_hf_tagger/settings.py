@@ -75,7 +75,11 @@ class Settings:
         "windows per forward pass; null = chosen for the device and precision "
         "([speed](docs/speed.md#batch-shape))",
     )
-    max_batch_subwords: int = _setting(16384, "padded subwords per forward pass")
+    max_batch_subwords: Optional[int] = _setting(
+        None,
+        "padded subwords per forward pass; null = chosen for the device and precision "
+        "([speed](docs/speed.md#batch-shape))",
+    )
     overlap: Optional[bool] = _setting(
         None,
         "`nlp.pipe` prepares the next docs while the model runs these; null = on for "
@@ -226,6 +230,14 @@ def validate_settings(cfg: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"batch_size={size!r} must be null (chosen for the device and precision) or a "
             "positive integer."
+        )
+    subwords = cfg["max_batch_subwords"]
+    if subwords is not None and (
+        isinstance(subwords, bool) or not isinstance(subwords, int) or subwords < 1
+    ):
+        raise ConfigError(
+            f"max_batch_subwords={subwords!r} must be null (chosen for the device and "
+            "precision) or a positive integer."
         )
     if cfg["overlap"] is not None and not isinstance(cfg["overlap"], bool):
         raise ConfigError(

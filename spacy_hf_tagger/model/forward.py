@@ -27,32 +27,49 @@ CPU_BATCH_OVERHEAD = 32
 DEVICE_BATCH_OVERHEAD = 256
 
 
-# Windows per forward call, measured with benchmarks/speed.py (docs/speed.md#batch-shape)
-# on CoNLL-2003 windows with a 6-layer MiniLM. On an AMD EPYC with avx512_bf16
-# and no AMX, the bare forward at bf16 showed no size to prefer (64 ran from
-# 19% slower to 7% faster than 32, round to round); at fp32, 32 was the faster
-# in 5 of 6 rounds (64 up to 21% slower). On an Intel Xeon with AMX, bf16 calls of 64
-# ran 16% faster than 32 (128: 18%): AMX makes a position so cheap that the
-# per-call cost dominates. Accelerators: not measured yet, 32.
+# The shape of a forward call, measured with benchmarks/speed.py
+# (docs/speed.md#batch-shape) on CoNLL-2003 windows with a 6-layer MiniLM.
+# On an AMD EPYC with avx512_bf16 and no AMX, the bare forward at bf16 showed
+# no window count to prefer (64 ran from 19% slower to 7% faster than 32,
+# round to round); at fp32, 32 was the faster in 5 of 6 rounds (64 up to 21%
+# slower). On an Intel Xeon with AMX at bf16, a position costs so little that
+# a call's fixed cost (about 4 ms) and its size in memory decide: calls of up
+# to 4,096 padded positions, however many windows that takes (at most 256),
+# ran 1.13-1.19x faster than 64 windows under 16,384 positions (median of 6
+# interleaved rounds, sentences and documents), and 1.36x on 512-piece windows
+# (8 a call instead of 32). Accelerators: not measured yet, 32.
 BATCH_SIZE = 32
-AMX_BF16_BATCH_SIZE = 64
+BATCH_SUBWORDS = 16384
+AMX_BF16_BATCH_SIZE = 256
+AMX_BF16_BATCH_SUBWORDS = 4096
 
 
-def batch_size_for(
+class BatchShape(NamedTuple):
+    """At most `windows` windows and `subwords` padded positions per forward call."""
+
+    windows: int
+    subwords: int
+
+
+def batch_shape_for(
     device_type: str,
     runs_in: str,
-    setting: Optional[int] = None,
+    batch_size: Optional[int] = None,
+    max_batch_subwords: Optional[int] = None,
     flags: Optional[FrozenSet[str]] = None,
-) -> int:
-    """Windows per forward call: the `batch_size` setting, or (null) the size
+) -> BatchShape:
+    """The `batch_size` and `max_batch_subwords` settings, each (null) the value
     measured best for the device, the precision inference runs in and the
     CPU's features (`flags`, default this machine's)."""
-    if setting is not None:
-        return int(setting)
     amx = "amx_bf16" in (machine_flags() if flags is None else flags)
     if device_type == "cpu" and runs_in == "bfloat16" and amx:
-        return AMX_BF16_BATCH_SIZE
-    return BATCH_SIZE
+        best = BatchShape(AMX_BF16_BATCH_SIZE, AMX_BF16_BATCH_SUBWORDS)
+    else:
+        best = BatchShape(BATCH_SIZE, BATCH_SUBWORDS)
+    return BatchShape(
+        best.windows if batch_size is None else int(batch_size),
+        best.subwords if max_batch_subwords is None else int(max_batch_subwords),
+    )
 
 
 def encode_docs(

@@ -78,6 +78,30 @@ def doc_chunks(
         yield chunk
 
 
+def filled_chunks(
+    items: Iterable[Item],
+    min_items: int,
+    max_items: int,
+    min_chars: int,
+    size: Callable[[Item], int],
+) -> Iterator[List[Item]]:
+    """Consecutive chunks that each end once they hold `min_items` items and
+    `min_chars` of `size`, or `max_items` items, whichever comes first.
+
+    Without overlap, each chunk's sorted windows end in a part-filled forward
+    call: the more calls a chunk fills, the less that tail costs."""
+    chunk: List[Item] = []
+    chars = 0
+    for item in items:
+        chunk.append(item)
+        chars += size(item)
+        if len(chunk) >= max_items or (len(chunk) >= min_items and chars >= min_chars):
+            yield chunk
+            chunk, chars = [], 0
+    if chunk:
+        yield chunk
+
+
 class _InFlight(Generic[Item, Prepared, Output]):
     __slots__ = ("error", "future", "item", "prepared")
 

@@ -8,7 +8,7 @@ from typing import List, Tuple
 
 import pytest
 
-from spacy_hf_tagger.model.overlap import doc_chunks, overlaps, run_overlapped
+from spacy_hf_tagger.model.overlap import doc_chunks, filled_chunks, overlaps, run_overlapped
 
 
 def test_overlap_setting_defaults_to_accelerators_only() -> None:
@@ -27,6 +27,20 @@ def test_doc_chunks_cut_by_count_and_by_size() -> None:
     assert chunks == [[5, 5], [5], [30], [1, 1, 1], [1]]
     assert [x for c in chunks for x in c] == sizes
     assert list(doc_chunks([], 3, 12, size=lambda n: n)) == []
+
+
+def test_filled_chunks_end_at_enough_items_and_text_or_at_the_cap() -> None:
+    sizes = [1, 1, 1, 10, 1, 1, 1, 1, 1, 1, 1, 1]
+    chunks = list(filled_chunks(sizes, min_items=2, max_items=5, min_chars=4, size=lambda n: n))
+    # Two 1s are 2 items but 2 chars: the chunk grows to the 10; then four 1s
+    # a chunk (4 chars).
+    assert chunks == [[1, 1, 1, 10], [1, 1, 1, 1], [1, 1, 1, 1]]
+    # Little text: max_items a chunk.
+    ones = list(filled_chunks([1] * 12, 2, 5, 100, size=lambda n: n))
+    assert [len(c) for c in ones] == [5, 5, 2]
+    # Much text: min_items docs a chunk.
+    assert list(filled_chunks([9] * 5, 2, 5, 4, size=lambda n: n)) == [[9, 9], [9, 9], [9]]
+    assert list(filled_chunks([], 2, 5, 4, size=lambda n: n)) == []
 
 
 def test_results_come_in_order_with_forward_in_its_own_thread() -> None:
@@ -153,16 +167,18 @@ def test_negative_depth_is_refused() -> None:
 # ------------------------------------------------------------------ batch shape
 
 
-def test_batch_size_follows_precision_and_cpu() -> None:
-    from spacy_hf_tagger.model.forward import batch_size_for
+def test_batch_shape_follows_precision_and_cpu() -> None:
+    from spacy_hf_tagger.model.forward import BatchShape, batch_shape_for
 
     amx = frozenset({"avx512_bf16", "amx_bf16"})
     no_amx = frozenset({"avx512_bf16"})
-    assert batch_size_for("cpu", "bfloat16", flags=amx) == 64
-    assert batch_size_for("cpu", "bfloat16", flags=no_amx) == 32
-    assert batch_size_for("cpu", "float32", flags=amx) == 32
-    assert batch_size_for("cpu", "int8", flags=amx) == 32
-    assert batch_size_for("cuda", "bfloat16", flags=amx) == 32
-    # A set batch size wins everywhere.
-    assert batch_size_for("cpu", "bfloat16", 7, flags=amx) == 7
-    assert batch_size_for("cuda", "float16", 7) == 7
+    # AMX at bf16: many windows, few positions a call; elsewhere 32 windows.
+    assert batch_shape_for("cpu", "bfloat16", flags=amx) == BatchShape(256, 4096)
+    assert batch_shape_for("cpu", "bfloat16", flags=no_amx) == BatchShape(32, 16384)
+    assert batch_shape_for("cpu", "float32", flags=amx) == BatchShape(32, 16384)
+    assert batch_shape_for("cpu", "int8", flags=amx) == BatchShape(32, 16384)
+    assert batch_shape_for("cuda", "bfloat16", flags=amx) == BatchShape(32, 16384)
+    # A set value wins everywhere, each on its own.
+    assert batch_shape_for("cpu", "bfloat16", 7, flags=amx) == BatchShape(7, 4096)
+    assert batch_shape_for("cpu", "bfloat16", None, 100, flags=amx) == BatchShape(256, 100)
+    assert batch_shape_for("cuda", "float16", 7, 40) == BatchShape(7, 40)

@@ -13,6 +13,7 @@ import spacy
 import torch
 from tiny_models import FAMILIES, training_sentences
 
+from spacy_hf_tagger import component
 from spacy_hf_tagger.component import PIPE_FILL, ConfigError
 from spacy_hf_tagger.model import precision
 from spacy_hf_tagger.model.precision import Precision, choose_precision, cpu_flags
@@ -211,14 +212,29 @@ def test_pipe_fills_its_own_batches_whatever_spacy_passes(
 
     monkeypatch.setattr(tagger, "_annotate_docs", counting)
     texts = TEXTS * (PIPE_FILL // len(TEXTS) + 2)
+    # Short texts: the chunk grows past spaCy's batch size (1) and past
+    # PIPE_FILL, to the end of the stream, while its text fills fewer than
+    # PIPE_CHUNK_CALLS forward calls.
     docs = list(nlp.pipe(texts, batch_size=1))
-    assert sizes == [PIPE_FILL, len(texts) - PIPE_FILL]
+    assert sizes == [len(texts)]
     got = [[(e.start_char, e.end_char, e.label_) for e in doc.ents] for doc in docs]
     assert got == reference * (len(texts) // len(TEXTS))
+    # Any text is enough for a full chunk: PIPE_FILL docs, whatever spaCy passes.
+    monkeypatch.setattr(component, "PIPE_CHUNK_CALLS", 0)
+    sizes.clear()
+    list(nlp.pipe(texts, batch_size=1))
+    assert sizes == [PIPE_FILL, len(texts) - PIPE_FILL]
     # A batch size above the fill is kept.
     sizes.clear()
     list(nlp.pipe(texts, batch_size=1000))
     assert sizes == [len(texts)]
+    # However short the texts, a chunk holds at most PIPE_MAX_DOCS docs (or
+    # spaCy's batch size, if larger).
+    monkeypatch.setattr(component, "PIPE_CHUNK_CALLS", 10**6)
+    monkeypatch.setattr(component, "PIPE_MAX_DOCS", PIPE_FILL + 3)
+    sizes.clear()
+    list(nlp.pipe(texts, batch_size=1))
+    assert sizes == [PIPE_FILL + 3, len(texts) - PIPE_FILL - 3]
 
 
 def test_pipe_errors_go_to_the_error_handler(tiny_models: TinyModelFactory) -> None:
