@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -33,6 +33,8 @@ _OUTSIDE = frozenset({"O", "o", "0"})
 _PREFIX_NORMAL = {"B": "B", "I": "I", "E": "E", "S": "S", "L": "E", "U": "S"}
 
 SCHEMES = ("iob", "bioes", "io", "tags")
+# Prefixes as integers, for decoding over arrays.
+_CODE = {"O": 0, "B": 1, "I": 2, "E": 3, "S": 4}
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,17 @@ class LabelScheme:
     @property
     def is_entity(self) -> bool:
         return self.kind != "tags"
+
+    @cached_property
+    def prefix_codes(self) -> np.ndarray:
+        """Each label's prefix as a small integer (`_CODE`), for array decoding."""
+        return np.array([_CODE[p] for p in self.prefixes] or [0], dtype=np.int8)
+
+    @cached_property
+    def type_ids(self) -> np.ndarray:
+        """Each label's type as an integer (-1 for none), for array decoding."""
+        index = {t: k for k, t in enumerate(dict.fromkeys(self.types))}
+        return np.array([index[t] if t else -1 for t in self.types] or [-1], dtype=np.int64)
 
     @cached_property
     def outside_id(self) -> Optional[int]:
@@ -162,9 +175,11 @@ def read_label_scheme(id2label: Mapping[int, str]) -> LabelScheme:
     return LabelScheme(kind, labels, prefixes, types, entity_types)
 
 
-@dataclass(frozen=True)
-class DecodedSpan:
-    """A decoded span over token indices [start, end)."""
+class DecodedSpan(NamedTuple):
+    """A decoded span over token indices [start, end).
+
+    A tuple of plain values: the garbage collector stops tracking it, which
+    matters for the thousands a batch decodes."""
 
     start: int
     end: int
@@ -197,41 +212,48 @@ def decode_spans(
     """
     if not scheme.is_entity:
         raise ValueError("decode_spans needs an entity label scheme, not a tag set")
-    spans: List[DecodedSpan] = []
-    open_type = ""
-    open_start = 0
-    prefixes = scheme.prefixes
-    types = scheme.types
-    score_list = np.asarray(scores, dtype=np.float64).tolist()
-    break_list = breaks.tolist() if breaks is not None else None
-
-    def close(end: int) -> None:
-        if open_type:
-            spans.append(
-                DecodedSpan(open_start, end, open_type, span_score(score_list[open_start:end]))
-            )
-
-    for i, label_id in enumerate(label_ids.tolist()):
-        if break_list is not None and break_list[i] and open_type:
-            close(i)
-            open_type = ""
-        # Negative ids mark tokens outside any entity (schemes without an O label).
-        prefix = prefixes[label_id] if label_id >= 0 else "O"
-        if prefix == "O":
-            close(i)
-            open_type = ""
-            continue
-        type_ = types[label_id]
-        continues = prefix in ("I", "E") and open_type == type_
-        if not continues:
-            close(i)
-            open_type = type_
-            open_start = i
-        if prefix in ("E", "S"):
-            close(i + 1)
-            open_type = ""
-    close(len(label_ids))
-    return spans
+    n = len(label_ids)
+    if n == 0:
+        return []
+    ids = np.asarray(label_ids, dtype=np.int64)
+    codes, type_ids = scheme.prefix_codes, scheme.type_ids
+    # Negative ids mark tokens outside any entity (schemes without an O label).
+    outside = ids < 0
+    prefix = np.where(outside, _CODE["O"], codes[np.maximum(ids, 0)])
+    type_ = np.where(outside, -1, type_ids[np.maximum(ids, 0)])
+    # Token i continues the entity open after token i-1 when it is an I-/E-
+    # of the open type; an entity is open after a B-/I- (E-/S- close theirs).
+    continues = np.zeros(n, dtype=bool)
+    continues[1:] = (
+        ((prefix[1:] == _CODE["I"]) | (prefix[1:] == _CODE["E"]))
+        & ((prefix[:-1] == _CODE["B"]) | (prefix[:-1] == _CODE["I"]))
+        & (type_[1:] == type_[:-1])
+    )
+    if breaks is not None:
+        continues &= ~np.asarray(breaks, dtype=bool)
+    starts = np.flatnonzero((prefix != _CODE["O"]) & ~continues)
+    if not len(starts):
+        return []
+    # Each entity runs up to the next token that does not continue one.
+    stops = np.flatnonzero(~continues)
+    ends = np.append(stops, n)[np.searchsorted(stops, starts, side="right")]
+    # Mean of the known scores (NaN: a token without a prediction of its own),
+    # each entity summed on its own, so a doc's scores do not depend on the
+    # docs decoded with it.
+    values = np.asarray(scores, dtype=np.float64)
+    known = ~np.isnan(values)
+    bounds = np.empty(2 * len(starts), dtype=np.int64)
+    bounds[0::2], bounds[1::2] = starts, ends
+    padded = np.append(np.where(known, values, 0.0), 0.0)
+    sums = np.add.reduceat(padded, bounds)[0::2]
+    counts = np.add.reduceat(np.append(known, False).astype(np.int64), bounds)[0::2]
+    means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+    labels = scheme.types
+    first_ids = ids[starts].tolist()
+    return [
+        DecodedSpan(s, e, labels[i], m)
+        for s, e, i, m in zip(starts.tolist(), ends.tolist(), first_ids, means.tolist())
+    ]
 
 
 def spans_of_tags(tags: Sequence[str]) -> List[Tuple[int, int, str]]:

@@ -27,7 +27,7 @@ def register_extensions() -> None:
         Span.set_extension(SCORE_ATTR, default=None)
 
 
-@dataclass
+@dataclass(slots=True)
 class EntityPrediction:
     """Spans to write for one doc, over token indices, with per-token outputs."""
 
@@ -36,7 +36,7 @@ class EntityPrediction:
     token_scores: List[Optional[float]]
 
 
-@dataclass
+@dataclass(slots=True)
 class WriteReport:
     """What happened while writing one doc's predictions."""
 
@@ -109,9 +109,15 @@ def write_entities(
                 labels[ent.start : ent.end] = [None] * (ent.end - ent.start)
                 token_scores[ent.start : ent.end] = [None] * (ent.end - ent.start)
     written_ids = {id(span) for span in written}
-    for span, score in zip(spans, scores):
-        if id(span) in written_ids:
-            span._.set(SCORE_ATTR, float(score))
+    if _direct_keys():
+        user_data = doc.user_data
+        for span, score in zip(spans, scores):
+            if id(span) in written_ids:
+                user_data[("._.", SCORE_ATTR, span.start_char, span.end_char)] = float(score)
+    else:
+        for span, score in zip(spans, scores):
+            if id(span) in written_ids:
+                span._.set(SCORE_ATTR, float(score))
     if spans_key is not None:
         group = SpanGroup(doc, name=spans_key, spans=spans)
         group.attrs["scores"] = [float(s) for s in scores]
@@ -120,21 +126,33 @@ def write_entities(
     return report
 
 
-def _token_key_matches() -> bool:
-    """Whether token extensions are stored in user_data under ("._.", name, idx, None).
+def _keys_match() -> bool:
+    """Whether token and span extensions are stored in user_data under
+    ("._.", name, token idx, None) and ("._.", name, start_char, end_char).
 
     That layout has held since spaCy v2; writing the dict directly is several
-    times faster than going through `token._` for every token. If a spaCy
-    release changes it, the public API is used instead.
+    times faster than going through `token._` / `span._` for every value. If a
+    spaCy release changes it, the public API is used instead.
     """
     from spacy.vocab import Vocab
 
     doc = Doc(Vocab(), words=["a", "b"])
     doc[1]._.set(BIO_ATTR, "probe")
-    return doc.user_data.get(("._.", BIO_ATTR, 2, None)) == "probe"
+    doc[1:2]._.set(SCORE_ATTR, 0.5)
+    return (
+        doc.user_data.get(("._.", BIO_ATTR, 2, None)) == "probe"
+        and doc.user_data.get(("._.", SCORE_ATTR, 2, 3)) == 0.5
+    )
 
 
 _DIRECT_KEYS: Optional[bool] = None
+
+
+def _direct_keys() -> bool:
+    global _DIRECT_KEYS
+    if _DIRECT_KEYS is None:
+        _DIRECT_KEYS = _keys_match()
+    return _DIRECT_KEYS
 
 
 def write_token_outputs(
@@ -144,10 +162,7 @@ def write_token_outputs(
     token_idx: Optional[np.ndarray] = None,
 ) -> None:
     """Set token._.hf_bio and token._.hf_score on every token."""
-    global _DIRECT_KEYS
-    if _DIRECT_KEYS is None:
-        _DIRECT_KEYS = _token_key_matches()
-    if _DIRECT_KEYS:
+    if _direct_keys():
         offsets = (doc.to_array("IDX") if token_idx is None else token_idx).tolist()
         user_data = doc.user_data
         user_data.update(zip([("._.", BIO_ATTR, i, None) for i in offsets], labels))

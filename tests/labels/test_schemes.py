@@ -505,3 +505,62 @@ def test_is_upos_reads_only_tag_sets_inside_the_universal_tags():
     assert is_upos(scheme_of(sorted(UPOS_TAGS)))
     assert not is_upos(scheme_of(["NOUN", "NN"]))
     assert not is_upos(scheme_of(["O", "B-PER", "I-PER"]))
+
+
+def _decode_one_by_one(scheme, label_ids, scores, breaks):
+    """decode_spans' rule token by token (conlleval's reading), as a reference."""
+    spans = []
+    open_type, open_start = "", 0
+
+    def close(end):
+        if open_type:
+            known = [v for v in scores[open_start:end] if v == v]
+            spans.append((open_start, end, open_type, sum(known) / len(known) if known else 0.0))
+
+    for i, label_id in enumerate(label_ids):
+        if breaks[i] and open_type:
+            close(i)
+            open_type = ""
+        prefix = scheme.prefixes[label_id] if label_id >= 0 else "O"
+        if prefix == "O":
+            close(i)
+            open_type = ""
+            continue
+        type_ = scheme.types[label_id]
+        if not (prefix in ("I", "E") and open_type == type_):
+            close(i)
+            open_type, open_start = type_, i
+        if prefix in ("E", "S"):
+            close(i + 1)
+            open_type = ""
+    close(len(label_ids))
+    return spans
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from(["iob", "bioes", "no-outside"]),
+    data=st.data(),
+)
+def test_decode_spans_over_arrays_reads_tokens_as_one_by_one(kind: str, data) -> None:
+    names = {
+        "iob": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"],
+        "bioes": ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "I-LOC", "E-LOC", "S-LOC"],
+        "no-outside": ["B-PER", "I-PER", "B-LOC", "I-LOC"],
+    }[kind]
+    scheme = read_label_scheme(dict(enumerate(names)))
+    n = data.draw(st.integers(0, 30))
+    low = -1 if kind == "no-outside" else 0
+    ids = data.draw(st.lists(st.integers(low, len(names) - 1), min_size=n, max_size=n))
+    scores = data.draw(
+        st.lists(
+            st.one_of(st.floats(0, 1), st.just(float("nan"))), min_size=n, max_size=n
+        )
+    )
+    breaks = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    got = decode_spans(
+        scheme, np.array(ids, dtype=np.int64), np.array(scores), np.array(breaks, dtype=bool)
+    )
+    expected = _decode_one_by_one(scheme, ids, scores, breaks)
+    assert [(s.start, s.end, s.label) for s in got] == [e[:3] for e in expected]
+    assert [s.score for s in got] == pytest.approx([e[3] for e in expected], abs=1e-12)

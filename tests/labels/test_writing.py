@@ -18,7 +18,7 @@ from spacy_hf_tagger.labels.writing import (
     BIO_ATTR,
     SCORE_ATTR,
     EntityPrediction,
-    _token_key_matches,
+    _keys_match,
     register_extensions,
     write_entities,
     write_tags,
@@ -181,8 +181,8 @@ def test_register_extensions_declares_none_defaults_once() -> None:
 # --- token outputs: the fast user_data path and the public API agree ------------------------
 
 
-def test_token_extensions_use_the_user_data_layout_we_write_directly() -> None:
-    assert _token_key_matches() is True
+def test_token_and_span_extensions_use_the_user_data_layout_we_write_directly() -> None:
+    assert _keys_match() is True
 
 
 LABELS: List[Optional[str]] = ["B-PER", None, "O", "B-LOC", "I-LOC", "O", None, "O", "O"]
@@ -217,6 +217,10 @@ def test_write_entities_token_outputs_on_either_path(
     )
     assert [t._.hf_bio for t in doc] == [None, "O", "O", "O", "O", "B-LOC", "I-LOC", "O", "O"]
     assert [t._.hf_score for t in doc] == [None] + [0.5] * 8
+    assert [(e.start, e.end, e.label_, e._.hf_score) for e in doc.ents] == [
+        (0, 1, "PERSON", None),
+        (5, 7, "LOC", 0.8),
+    ]
 
 
 # --- tags ---------------------------------------------------------------------------------
