@@ -100,7 +100,7 @@ def test_our_own_checks_run_on_every_way_in() -> None:
 
 def test_threshold_tables_and_o_bias_are_checked_when_the_pipe_is_added() -> None:
     """Values are checked at once; whether a table's labels are the model's, when
-    it loads (tests/test_recall.py)."""
+    it loads (tests/test_recall_knobs.py)."""
     table = Settings(threshold={"PER": 0.5, "*": 0.25}, o_bias=-2)
     assert table.threshold == {"PER": 0.5, "*": 0.25} and table.o_bias == -2
     assert Settings(threshold={}).threshold == {}
