@@ -121,9 +121,9 @@ class Settings:
     )
     o_bias: float = _setting(
         0.0,
-        "lower log P(O) by this before decoding: more entities and recall, less "
-        "precision (negative: fewer); scores stay the model's probabilities; needs an O "
-        "label ([recall](docs/how-it-works.md#recall))",
+        "lower log P(O) by this before decoding: more and longer entities, to miss fewer "
+        "at the cost of precision (negative: fewer); scores stay the model's "
+        "probabilities; needs an O label ([recall](docs/how-it-works.md#recall))",
     )
     errors: str = _setting(
         "warn", "`raise`, `warn` or `ignore` for predictions that cannot be written"
