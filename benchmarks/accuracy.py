@@ -16,11 +16,18 @@ then replayed: their seconds are the component without the model) with each
 decoding: ``greedy`` (must equal ours), ``viterbi``, and ``viterbi-iob2``
 (Viterbi reading IOB as strict IOB2).
 
+With ``--o-bias 0,0.5,1,2,4``, ours also reads the same forward (replayed) with
+each ``o_bias`` setting: one row each, the precision/recall curve printed with
+the share of gold entities covered by predicted ones (``conll.covered``), a
+flag unless recall rises with the bias, and with ``--plot PATH.png`` the
+curves drawn (matplotlib, the ``plots`` extra).
+
 Every row is scored by exact character spans ``(text_id, start, end, label)``.
 
     python benchmarks/accuracy.py                     # full test set, ~6 min on 2 cores
     python benchmarks/accuracy.py --limit 20 --only ref,transformers
     python benchmarks/accuracy.py --only ref,ours --decodings
+    python benchmarks/accuracy.py --only ref,ours --o-bias 0,0.5,1,2,4 --plot pr.png
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from conll import (
     Scores,
     Span,
     TextSpan,
+    covered,
     decode_spans,
     gold_spans,
     read_conll,
@@ -366,6 +374,61 @@ def decoding_rows(nlp, style: str, texts: Sequence[RenderedText], store: Dict) -
     return out
 
 
+def o_bias_rows(
+    model: str,
+    config: Dict[str, object],
+    style: str,
+    texts: Sequence[RenderedText],
+    store: Dict,
+    biases: Sequence[float],
+) -> List[Row]:
+    """Ours on `texts` with each `o_bias` setting (a pipeline of its own,
+    `config` otherwise), the model replayed from `store`."""
+    from stages import ReplayModel, model_replaced
+
+    out = []
+    for bias in biases:
+        nlp = make_ours(model, {**config, "o_bias": bias})
+        replay = ReplayModel(store)
+        with model_replaced(nlp, lambda runner, replay=replay: replay):
+            pred, secs = timed(lambda nlp=nlp: spacy_pipe_spans(nlp, texts))
+        note = "forward replayed"
+        if replay.missing:
+            note += f"; {replay.missing} forward calls NOT recorded (zeros)"
+        row = Row(f"ours, o_bias={bias:g}", style, score(gold_spans(texts), pred), secs, note)
+        row.covered = covered(gold_spans(texts), pred)
+        out.append(row)
+    return out
+
+
+def parse_biases(value: str) -> List[float]:
+    """--o-bias "0,0.5,1": the values, in increasing order."""
+    try:
+        biases = sorted({float(v) for v in value.split(",") if v.strip()})
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"--o-bias {value!r}: numbers separated by commas"
+        ) from error
+    if not biases:
+        raise argparse.ArgumentTypeError("--o-bias needs at least one number")
+    return biases
+
+
+def o_bias_curve(rows: Sequence[Row], style: str) -> List[tuple[float, float, float, float]]:
+    """(o_bias, precision %, recall %, covered %) of the `ours, o_bias=` rows of `style`."""
+    prefix = "ours, o_bias="
+    return [
+        (
+            float(r.system[len(prefix) :]),
+            100 * r.scores.micro.precision,
+            100 * r.scores.micro.recall,
+            100 * (r.covered or 0.0),
+        )
+        for r in rows
+        if r.system.startswith(prefix) and r.style == style and r.scores is not None
+    ]
+
+
 def spacy_pipe_spans(nlp, texts: Sequence[RenderedText]) -> List[TextSpan]:
     """Run ``nlp.pipe`` and read ``doc.ents`` as character spans."""
     out: List[TextSpan] = []
@@ -440,6 +503,8 @@ class Row:
         self.scores = scores
         self.seconds = seconds
         self.note = note
+        # The share of gold entities inside predicted ones (`conll.covered`), where measured.
+        self.covered: Optional[float] = None
 
     @property
     def f1(self) -> Optional[float]:
@@ -580,6 +645,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="also decode ours' forward (replayed) greedy, viterbi and viterbi-iob2 "
         "(strict IOB2, a measurement hook), each a row",
     )
+    ap.add_argument(
+        "--decoding",
+        default=None,
+        choices=DECODINGS,
+        help="our component's decoding setting (default: its own default)",
+    )
+    ap.add_argument(
+        "--o-bias",
+        type=parse_biases,
+        default=None,
+        metavar="B1,B2,...",
+        help="also decode ours' forward (replayed) with each o_bias setting, each a row; "
+        "print the precision/recall curve and flag recall that does not rise",
+    )
+    ap.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="PATH.png",
+        help="with --o-bias: save the precision/recall curve as a PNG (needs matplotlib)",
+    )
     ap.add_argument("--batch-size", type=int, default=32, help="transformers pipeline batch")
     ap.add_argument("--per-type", action="store_true", help="also print TP/FP/FN per type")
     ap.add_argument(
@@ -602,6 +688,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         bad = [x for x in given if x not in allowed]
         if bad:
             ap.error(f"{name}: unknown {bad}; choose from {list(allowed)}")
+    if args.plot is not None and not args.o_bias:
+        ap.error("--plot draws the --o-bias curve: give --o-bias too")
+    if args.o_bias and "ours" not in systems:
+        ap.error("--o-bias decodes ours: keep ours in --only")
     systems = drop_missing_shp(systems)
     if args.marker_reading is not None:
         use_marker_reading(args.marker_reading)
@@ -630,6 +720,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"model {args.model}\n")
 
     rows = RowLog()
+    ours_decoding: Optional[str] = None
     preds: Dict[tuple[str, str], List[TextSpan]] = {}
     t_start = time.perf_counter()
 
@@ -664,7 +755,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             for style in styles:
                 rows.append(Row("ours (hf_token_tagger)", style, None, 0.0, reason))
         else:
-            nlp = make_ours(args.model, {"context": args.context} if args.context else None)
+            ours_settings: Dict[str, object] = {}
+            if args.context:
+                ours_settings["context"] = args.context
+            if args.decoding:
+                ours_settings["decoding"] = args.decoding
+            nlp = make_ours(args.model, ours_settings)
             if args.sentencizer:
                 nlp.add_pipe("sentencizer", first=True)
             list(nlp.pipe(["Warm up in Paris."]))  # loads the model outside the timing
@@ -673,10 +769,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 f"{k}={cfg[k]}" for k in ("context", "stride", "aggregation") if k in cfg
             )
             note += f", decoding={cfg.get('decoding')}"
+            ours_decoding = cfg.get("decoding")
             for style in styles:
                 texts = texts_by_style[style]
                 store: Dict = {}
-                recording = model_recorded(nlp, store) if args.decodings else nullcontext()
+                record = args.decodings or args.o_bias
+                recording = model_recorded(nlp, store) if record else nullcontext()
                 with recording:
                     pred, secs = timed(lambda texts=texts: spacy_pipe_spans(nlp, texts))
                 preds[("ours", style)] = pred
@@ -685,6 +783,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 )
                 for row in decoding_rows(nlp, style, texts, store) if args.decodings else ():
                     rows.append(row)
+                if args.o_bias:
+                    for row in o_bias_rows(
+                        args.model, ours_settings, style, texts, store, args.o_bias
+                    ):
+                        rows.append(row)
             if args.sentencizer and args.unit == "documents":
                 for style in styles:
                     texts = texts_by_style[style]
@@ -836,6 +939,43 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     flags.append(
                         f"{style}: ours ({ours.f1:.2f}) below {peer.system} ({peer.f1:.2f})"
                     )
+    if args.o_bias:
+        curves = {}
+        print(
+            "\nprecision / recall over o_bias (ours, forward replayed; covered: gold "
+            "entities inside predicted ones, any type):"
+        )
+        print(f"  {'text':<8} {'o_bias':>6} {'P':>6} {'R':>6} {'F1':>6} {'covered':>7}  entities")
+        for style in styles:
+            curve = o_bias_curve(rows, style)
+            curves[style] = curve
+            for bias, prec, rec, cov in curve:
+                m = by[(f"ours, o_bias={bias:g}", style)].scores.micro  # type: ignore[union-attr]
+                print(
+                    f"  {style:<8} {bias:>6g} {prec:6.2f} {rec:6.2f} {100 * m.f1:6.2f} "
+                    f"{cov:7.2f}  {m.tp + m.fp}"
+                )
+            for name, k in (("recall", 2), ("covered", 3)):
+                values = [point[k] for point in curve]
+                rising = all(b > a for a, b in zip(values, values[1:]))
+                print(f"  [{style}] {name} rises with o_bias: {'PASS' if rising else 'FAIL'}")
+                if not rising and name == "recall":
+                    flags.append(f"{style}: recall does not rise over o_bias {args.o_bias}")
+            notes = [by[(f"ours, o_bias={point[0]:g}", style)].note for point in curve]
+            if any("NOT recorded" in note for note in notes):
+                flags.append(f"{style}: o_bias rows replayed forward calls never recorded")
+        if args.plot is not None:
+            from pr_curve import plot_pr_curve
+
+            plot_pr_curve(
+                curves,
+                args.plot,
+                f"{Path(args.model).name}, {Path(args.data).name}: precision against recall "
+                "as o_bias grows",
+                f"one text per {args.unit[:-1]}, decoding={ours_decoding}, "
+                f"{len(gold_spans(first))} gold entities",
+            )
+            print(f"  curves saved to {args.plot}")
     if not full:
         print("(subset or other data: the 86.39 reference check applies to the full test set)")
     print(f"\nflags: {'none' if not flags else ''}")

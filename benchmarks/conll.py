@@ -17,7 +17,9 @@ Everything here is pure (no model, no spaCy) and works on plain Python values:
   one text per sentence, each with the character offsets of every CoNLL word and
   the gold entities as exact character spans.
 * :func:`score` computes micro and per-type precision/recall/F1 over exact
-  ``(text_id, start, end, label)`` spans.
+  ``(text_id, start, end, label)`` spans; :func:`covered`, the share of gold
+  entities whose every character lies inside predicted entities of any type
+  (what redacting them needs).
 """
 
 from __future__ import annotations
@@ -332,3 +334,19 @@ def score(gold: Iterable[TextSpan], pred: Iterable[TextSpan]) -> Scores:
     }
     micro = PRF(tp=len(tp_set), fp=len(pred_set - gold_set), fn=len(gold_set - pred_set))
     return Scores(micro=micro, per_type=per_type)
+
+
+def covered(gold: Iterable[TextSpan], pred: Iterable[TextSpan]) -> float:
+    """The share of gold entities all of whose characters lie inside predicted
+    entities, of any type and any boundaries: what a user who redacts them
+    needs, where exact-span recall counts "east London" for "London" a miss."""
+    inside: dict[int, set[int]] = {}
+    for text_id, start, end, _ in pred:
+        inside.setdefault(text_id, set()).update(range(start, end))
+    gold = list(gold)
+    hits = sum(
+        1
+        for text_id, start, end, _ in gold
+        if inside.get(text_id, set()).issuperset(range(start, end))
+    )
+    return hits / len(gold) if gold else 0.0

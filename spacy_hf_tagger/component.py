@@ -53,6 +53,7 @@ from .align.pieces import aggregate_token_probs
 from .align.words import word_groups
 from .errors import AnnotationConflictError, ConfigError
 from .labels.decoding import predict_entities, predict_tags, split_by_doc, tag_name_map
+from .labels.recall import Threshold, check_o_bias_fits, resolve_threshold
 from .labels.schemes import LabelScheme, map_types
 from .labels.writing import register_extensions, write_entities, write_tags
 from .model.device import resolve_device
@@ -170,6 +171,8 @@ class HFTokenTagger(TrainablePipe):
         # and what `annotate` means for the model's labels.
         self.resolved_commit: Optional[str] = None
         self._annotate_resolved: Optional[List[str]] = None
+        # And the threshold, one number or one per model type.
+        self._threshold: Threshold = 0.0
         # Resolve the device now so a wrong value fails when the pipe is added.
         self._device = resolve_device(self.settings.device)
         # And the precision, which follows the device and the CPU's features.
@@ -270,6 +273,10 @@ class HFTokenTagger(TrainablePipe):
         )
         self._annotate_resolved = resolve_annotate(
             self.settings.annotate, loaded.scheme, self.settings.label_map
+        )
+        check_o_bias_fits(float(self.settings.o_bias), loaded.scheme)
+        self._threshold = resolve_threshold(
+            self.settings.threshold, loaded.scheme.entity_types, self.settings.label_map
         )
         self._loaded = loaded
         self._torch_step = None
@@ -440,13 +447,14 @@ class HFTokenTagger(TrainablePipe):
             predictions.token_probs,
             predictions.has_piece,
             type_names,
-            float(self.settings.threshold),
+            self._threshold,
             tied=predictions.tied,
             word_starts=predictions.word_starts,
             glued_punct=predictions.glued,
             edge_punct=predictions.edge_punct,
             segment_starts=encoded.segment_starts,
             decoding=self.settings.decoding,
+            o_bias=float(self.settings.o_bias),
         )
         lost = 0
         counts: Counter = Counter()

@@ -13,13 +13,15 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, get_type_hints
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union, get_type_hints
 
 from .align.batch import CONTEXTS
 from .align.pieces import AGGREGATIONS
 from .errors import ConfigError
 from .labels.decoding import tag_name_map
+from .labels.recall import OTHER_TYPES
 from .labels.schemes import UPOS_TAGS, LabelScheme, is_upos
 from .labels.viterbi import DECODINGS
 
@@ -114,10 +116,18 @@ class Settings:
     overwrite_ents: bool = _setting(False, "true: model entities replace overlapping existing ones")
     label_map: Dict[str, str] = _setting({}, 'rename types/tags, e.g. `{"PER": "PERSON"}`')
     ignore_labels: List[str] = _setting([], "types to drop (model name or mapped name)")
-    threshold: float = _setting(
+    threshold: Union[float, Dict[str, float]] = _setting(
         0.0,
         "drop entities whose score (mean over its tokens of the model's probability for "
-        "the entity's type) is below it",
+        'the entity\'s type) is below it; or one per type, e.g. `{"PER": 0.3, "*": 0.6}` '
+        '(model or mapped name; `"*"`: every type not named, else 0) '
+        "([recall](docs/how-it-works.md#recall))",
+    )
+    o_bias: float = _setting(
+        0.0,
+        "lower log P(O) by this before decoding: more and longer entities, to miss fewer "
+        "at the cost of precision (negative: fewer); scores stay the model's "
+        "probabilities; needs an O label ([recall](docs/how-it-works.md#recall))",
     )
     errors: str = _setting(
         "warn", "`raise`, `warn` or `ignore` for predictions that cannot be written"
@@ -142,6 +152,8 @@ class Settings:
             object.__setattr__(self, "annotate", list(self.annotate))
         object.__setattr__(self, "label_map", dict(self.label_map or {}))
         object.__setattr__(self, "ignore_labels", list(self.ignore_labels or []))
+        if isinstance(self.threshold, Mapping):
+            object.__setattr__(self, "threshold", dict(self.threshold))
         validate_settings(self.as_dict())
 
     def as_dict(self) -> Dict[str, Any]:
@@ -255,8 +267,14 @@ def validate_settings(cfg: Mapping[str, Any]) -> None:
             f"stride={cfg['stride']!r} must be null (a quarter of the window) or a "
             "non-negative integer."
         )
-    if not 0.0 <= float(cfg["threshold"]) <= 1.0:
-        raise ConfigError(f"threshold={cfg['threshold']!r} must be between 0 and 1.")
+    _check_threshold(cfg["threshold"])
+    o_bias = cfg["o_bias"]
+    if not _is_number(o_bias) or not math.isfinite(o_bias):
+        raise ConfigError(
+            f"o_bias={o_bias!r} must be a finite number: how much to lower log P(O) "
+            "before decoding (0 = the model's own decision, 1 or 2 = more entities, "
+            "negative = fewer)."
+        )
     if cfg["mixed_precision"] not in MIXED_PRECISION_CHOICES:
         raise ConfigError(
             f'mixed_precision={cfg["mixed_precision"]!r}: use "auto", "float32", '
@@ -270,6 +288,39 @@ def validate_settings(cfg: Mapping[str, Any]) -> None:
             f"thread_batch_wait_ms={wait!r} must be a number of milliseconds from 0 to 1000 "
             "(how long concurrent calls wait for each other before a batch starts)."
         )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_threshold(threshold: Any) -> None:
+    """A number in [0, 1], or a table of them by label (see `labels.recall`);
+    whether the table's labels are the model's is checked when it loads."""
+    if not isinstance(threshold, Mapping):
+        if not _is_number(threshold) or not 0.0 <= threshold <= 1.0:
+            raise ConfigError(
+                f"threshold={threshold!r} must be between 0 and 1, or a table of such "
+                f'values by label, e.g. {{"PER": 0.3, "{OTHER_TYPES}": 0.6}}.'
+            )
+        return
+    for key, value in threshold.items():
+        if not isinstance(key, str) or not key:
+            raise ConfigError(
+                f"threshold has the key {key!r}: name entity types (model or label_map "
+                f'names) or "{OTHER_TYPES}" for every type not named.'
+            )
+        if len(key) > 1 and key[0] == key[-1] and key[0] in "\"'":
+            raise ConfigError(
+                f"threshold has the key {key!r}, quotes included: in a "
+                "[components.NAME.threshold] block, write keys without quotes "
+                f"(`{key[1:-1]} = 0.5`)."
+            )
+        if not _is_number(value) or not 0.0 <= value <= 1.0:
+            raise ConfigError(
+                f"threshold[{key!r}]={value!r} must be a number between 0 and 1 (a span "
+                "of that type is kept when its score is at least this)."
+            )
 
 
 def resolve_annotate(

@@ -98,6 +98,44 @@ def test_our_own_checks_run_on_every_way_in() -> None:
     assert Settings(batch_size=None, overlap=None).batch_size is None
 
 
+def test_threshold_tables_and_o_bias_are_checked_when_the_pipe_is_added() -> None:
+    """Values are checked at once; whether a table's labels are the model's, when
+    it loads (tests/test_recall_knobs.py)."""
+    table = Settings(threshold={"PER": 0.5, "*": 0.25}, o_bias=-2)
+    assert table.threshold == {"PER": 0.5, "*": 0.25} and table.o_bias == -2
+    assert Settings(threshold={}).threshold == {}
+    with pytest.raises(ConfigError) as info:
+        Settings(threshold=1.5)
+    assert str(info.value) == (
+        "threshold=1.5 must be between 0 and 1, or a table of such values by label, e.g. "
+        '{"PER": 0.3, "*": 0.6}.'
+    )
+    with pytest.raises(ConfigError) as info:
+        spacy.blank("en").add_pipe(
+            "hf_token_tagger", config={"model": "m", "threshold": {"PER": 0.5, "LOC": -0.1}}
+        )
+    assert str(info.value) == (
+        "threshold['LOC']=-0.1 must be a number between 0 and 1 (a span of that type is "
+        "kept when its score is at least this)."
+    )
+    with pytest.raises(ConfigError, match=r"threshold\['PER'\]=True must be a number"):
+        Settings(threshold={"PER": True})
+    with pytest.raises(ConfigError, match=r"threshold has the key '' *: name entity types"):
+        Settings(threshold={"": 0.5})
+    # A block key written with quotes keeps them: say how to write it.
+    with pytest.raises(ConfigError) as info:
+        Settings(threshold={'"*"': 0.5})
+    assert str(info.value) == (
+        "threshold has the key '\"*\"', quotes included: in a [components.NAME.threshold] "
+        "block, write keys without quotes (`* = 0.5`)."
+    )
+    for bad in (float("nan"), float("inf"), "1"):
+        with pytest.raises(ConfigError, match=r"o_bias=.* must be a finite number"):
+            HFTokenTagger(spacy.blank("en").vocab, model="m", o_bias=bad)
+    with pytest.raises(ConfigValidationError, match="o_bias"):
+        spacy.blank("en").add_pipe("hf_token_tagger", config={"model": "m", "o_bias": "high"})
+
+
 def test_cfg_shows_the_settings_only_and_cannot_be_changed_behind_them() -> None:
     tagger = spacy.blank("en").add_pipe("hf_token_tagger", config={"model": "m"})
     assert sorted(tagger.cfg) == sorted(SETTING_NAMES)

@@ -11,6 +11,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from .recall import Threshold, bias_outside
 from .schemes import DecodedSpan, LabelScheme, decode_spans, span_score, spans_to_iob
 from .viterbi import DECODINGS, viterbi_label_ids
 from .writing import EntityPrediction
@@ -170,7 +171,7 @@ def predict_entities(
     token_probs: np.ndarray,
     has_piece: np.ndarray,
     type_names: Mapping[str, Optional[str]],
-    threshold: float,
+    threshold: Threshold,
     *,
     tied: Optional[np.ndarray] = None,
     word_starts: Optional[np.ndarray] = None,
@@ -178,6 +179,7 @@ def predict_entities(
     edge_punct: Optional[np.ndarray] = None,
     segment_starts: Optional[np.ndarray] = None,
     decoding: str = "greedy",
+    o_bias: float = 0.0,
 ) -> Tuple[EntityPrediction, int]:
     """Decode token probabilities into entity spans and IOB2 labels.
 
@@ -193,17 +195,26 @@ def predict_entities(
     from: "greedy", each token's most probable label; "viterbi", the most
     probable sequence the scheme allows in each segment (`viterbi`);
     "viterbi-iob2", the same reading IOB labels as strict IOB2 (for
-    models trained on IOB2 labels). Returns the prediction and how many spans
+    models trained on IOB2 labels). `o_bias` lowers log P(O) before decoding
+    (`recall.bias_outside`; it needs an O label); the scores stay the model's
+    probabilities. `threshold` is one number, or one per model type (a type
+    missing from the table: 0.0). Returns the prediction and how many spans
     the threshold removed.
     """
     n_tokens = len(token_probs)
     if n_tokens == 0:
         return EntityPrediction([], [], []), 0
+    # Decoding reads the biased probabilities, the scores below the model's own.
+    decode_probs = token_probs
+    if o_bias:
+        if scheme.outside_id is None:
+            raise ValueError(f"o_bias={o_bias!r} needs an O label; the scheme has none")
+        decode_probs = bias_outside(token_probs, scheme.outside_id, o_bias)
     if decoding == "greedy":
-        label_ids = np.where(has_piece, token_probs.argmax(axis=1), scheme.outside_or_none)
+        label_ids = np.where(has_piece, decode_probs.argmax(axis=1), scheme.outside_or_none)
     elif decoding in _VITERBI_IOB:
         label_ids = viterbi_label_ids(
-            scheme, token_probs, has_piece, segment_starts, iob=_VITERBI_IOB[decoding]
+            scheme, decode_probs, has_piece, segment_starts, iob=_VITERBI_IOB[decoding]
         )
     else:
         raise ValueError(f"decoding={decoding!r}: use one of {DECODINGS}")
@@ -237,7 +248,8 @@ def predict_entities(
         name = type_names.get(span.label, span.label)
         if name is None:
             continue
-        if span.score < threshold:
+        limit = threshold.get(span.label, 0.0) if isinstance(threshold, Mapping) else threshold
+        if span.score < limit:
             below += 1
             continue
         spans.append((span.start, span.end, name, span.score))
