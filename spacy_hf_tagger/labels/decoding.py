@@ -7,7 +7,7 @@ construction. Pure functions over numpy arrays.
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -266,21 +266,27 @@ def predict_entities(
     return EntityPrediction(spans, token_labels, token_scores), below
 
 
-def split_by_doc(prediction: EntityPrediction, token_bounds: np.ndarray) -> List[EntityPrediction]:
+def split_by_doc(
+    prediction: EntityPrediction, token_bounds: np.ndarray
+) -> Iterator[EntityPrediction]:
     """Cut a prediction over several docs' tokens into one per doc, with spans
-    renumbered from each doc's first token (`token_bounds[i]`)."""
+    renumbered from each doc's first token (`token_bounds[i]`).
+
+    One doc at a time, as the writer takes them: a batch's per-doc lists are
+    not all alive at once, so fewer survive into the garbage collector's
+    older generations (whose collections grow with what they hold)."""
     bounds = [int(b) for b in token_bounds]
-    per_doc = [
-        EntityPrediction([], prediction.token_labels[lo:hi], prediction.token_scores[lo:hi])
-        for lo, hi in zip(bounds[:-1], bounds[1:])
-    ]
-    doc = 0
-    for start, end, label, score in prediction.spans:
-        while start >= bounds[doc + 1]:
-            doc += 1
-        base = bounds[doc]
-        per_doc[doc].spans.append((start - base, end - base, label, score))
-    return per_doc
+    spans = prediction.spans
+    k = 0
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        doc_spans = []
+        while k < len(spans) and spans[k][0] < hi:
+            start, end, label, score = spans[k]
+            doc_spans.append((start - lo, end - lo, label, score))
+            k += 1
+        yield EntityPrediction(
+            doc_spans, prediction.token_labels[lo:hi], prediction.token_scores[lo:hi]
+        )
 
 
 def predict_tags(

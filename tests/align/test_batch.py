@@ -140,7 +140,7 @@ def test_batch_decoding_equals_per_doc_decoding(data):
         segment_starts=doc_starts,
     )
     assert below == expected_below
-    got = split_by_doc(together, bounds)
+    got = list(split_by_doc(together, bounds))
     assert len(got) == len(expected)
     for g, e in zip(got, expected):
         assert g.token_labels == e.token_labels
