@@ -14,10 +14,11 @@ import dataclasses
 import inspect
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, get_type_hints
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union, get_type_hints
 
 from .align.batch import CONTEXTS
 from .align.pieces import AGGREGATIONS
+from .calibration.temperature import check_temperature
 from .errors import ConfigError
 from .labels.decoding import tag_name_map
 from .labels.schemes import UPOS_TAGS, LabelScheme, is_upos
@@ -113,7 +114,15 @@ class Settings:
     threshold: float = _setting(
         0.0,
         "drop entities whose score (mean over its tokens of the model's probability for "
-        "the entity's type) is below it",
+        "the entity's type, after `temperature`) is below it",
+    )
+    temperature: Union[float, Dict[str, float]] = _setting(
+        1.0,
+        "temperature scaling of the probabilities scores are read from (q ∝ p^(1/T)): a "
+        'number, or a table over the model\'s entity types and "O" (tags for tagging '
+        "models; others keep 1); entities are decoded from the model's own probabilities, "
+        "so it changes scores, never entities; `calibrate` fits it on a dev set "
+        "([calibrated scores](docs/calibration.md))",
     )
     errors: str = _setting(
         "warn", "`raise`, `warn` or `ignore` for predictions that cannot be written"
@@ -138,6 +147,8 @@ class Settings:
             object.__setattr__(self, "annotate", list(self.annotate))
         object.__setattr__(self, "label_map", dict(self.label_map or {}))
         object.__setattr__(self, "ignore_labels", list(self.ignore_labels or []))
+        if isinstance(self.temperature, Mapping):
+            object.__setattr__(self, "temperature", dict(self.temperature))
         validate_settings(self.as_dict())
 
     def as_dict(self) -> Dict[str, Any]:
@@ -245,6 +256,7 @@ def validate_settings(cfg: Mapping[str, Any]) -> None:
         )
     if not 0.0 <= float(cfg["threshold"]) <= 1.0:
         raise ConfigError(f"threshold={cfg['threshold']!r} must be between 0 and 1.")
+    check_temperature(cfg["temperature"])
     if cfg["mixed_precision"] not in MIXED_PRECISION_CHOICES:
         raise ConfigError(
             f'mixed_precision={cfg["mixed_precision"]!r}: use "auto", "float32", '

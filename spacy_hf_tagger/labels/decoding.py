@@ -178,6 +178,7 @@ def predict_entities(
     edge_punct: Optional[np.ndarray] = None,
     segment_starts: Optional[np.ndarray] = None,
     decoding: str = "greedy",
+    score_probs: Optional[np.ndarray] = None,
 ) -> Tuple[EntityPrediction, int]:
     """Decode token probabilities into entity spans and IOB2 labels.
 
@@ -193,8 +194,11 @@ def predict_entities(
     from: "greedy", each token's most probable label; "viterbi", the most
     probable sequence the scheme allows in each segment (`viterbi`);
     "viterbi-iob2", the same reading IOB labels as strict IOB2 (for
-    models trained on IOB2 labels). Returns the prediction and how many spans
-    the threshold removed.
+    models trained on IOB2 labels). Scores (and the threshold) read
+    `score_probs` where given (calibrated probabilities, same shape) and
+    `token_probs` otherwise; labels are always decoded from `token_probs`, so
+    calibration changes scores, never entities. Returns the prediction and
+    how many spans the threshold removed.
     """
     n_tokens = len(token_probs)
     if n_tokens == 0:
@@ -224,8 +228,10 @@ def predict_entities(
     # score P(O). Piece-less tokens have none, and span scores skip them.
     # Summed row by row (not a matrix product), so a token's score does not
     # depend on which other docs share its batch.
+    if score_probs is None:
+        score_probs = token_probs
     same_type = scheme.type_matrix[np.maximum(label_ids, 0)]
-    type_probs = (token_probs.astype(np.float64) * same_type).sum(axis=1)
+    type_probs = (score_probs.astype(np.float64) * same_type).sum(axis=1)
     scores = np.where(has_piece, type_probs, np.nan)
     decoded = decode_spans(scheme, label_ids, scores, segment_starts)
     if trims:
@@ -246,7 +252,7 @@ def predict_entities(
     for start, end, _, _ in spans:
         in_span[start:end] = True
     outside = scheme.outside_id
-    out_probs = token_probs[:, outside] if outside is not None else np.zeros(n_tokens)
+    out_probs = score_probs[:, outside] if outside is not None else np.zeros(n_tokens)
     token_scores: List[Optional[float]] = np.where(in_span, scores, out_probs).tolist()
     for k in np.flatnonzero(~has_piece).tolist():
         token_scores[k] = None
@@ -276,13 +282,18 @@ def predict_tags(
     token_probs: np.ndarray,
     has_piece: np.ndarray,
     tag_names: Mapping[str, str],
+    score_probs: Optional[np.ndarray] = None,
 ) -> Tuple[List[Optional[str]], List[Optional[float]]]:
-    """Best tag per token (renamed by `tag_names`); None where no piece covers it."""
+    """Best tag per token (renamed by `tag_names`); None where no piece covers it.
+    The score is the tag's probability in `score_probs` (calibrated) where
+    given; the tag is always the model's own best."""
     n_tokens = len(token_probs)
     if n_tokens == 0:
         return [], []
     label_ids = token_probs.argmax(axis=1)
-    scores = token_probs[np.arange(n_tokens), label_ids]
+    if score_probs is None:
+        score_probs = token_probs
+    scores = score_probs[np.arange(n_tokens), label_ids]
     tags: List[Optional[str]] = []
     out_scores: List[Optional[float]] = []
     for k in range(n_tokens):
