@@ -177,7 +177,9 @@ def calibrate(
             f"{name} is a tagging model (labels {list(scheme.labels)[:6]}): calibrate measures "
             "entity scores, for entity models."
         )
-    dev = collect(nlp, name, read_gold(dev_path, nlp))
+    dev_docs = read_gold(dev_path, nlp)
+    eval_docs = read_gold(eval_path, nlp) if eval_path is not None else None
+    dev = collect(nlp, name, dev_docs)
     if not len(dev.entities) or not len(dev.tokens):
         raise JobError(
             f"{dev_path}: the pipeline found {len(dev.entities)} entities and "
@@ -197,15 +199,15 @@ def calibrate(
         return token_nll(dev.tokens, t), entity_nll(dev.entities, t)
 
     dev_result = _set_result(dev_path, dev, entity_scores(dev.entities, per_label_t))
-    before_test = collect(nlp, name, read_gold(eval_path, nlp)) if eval_path else None
+    before_test = collect(nlp, name, eval_docs) if eval_docs is not None else None
     previous = tagger.settings.temperature
     del nlp, tagger  # one model in memory at a time
 
     calibrated = load_pipeline(pipeline, lang, {f"components.{name}.temperature": setting})
     calibrated.to_disk(output)
     test_result = None
-    if eval_path is not None and before_test is not None:
-        after_test = collect(calibrated, name, read_gold(eval_path, calibrated))
+    if eval_path is not None and eval_docs is not None and before_test is not None:
+        after_test = collect(calibrated, name, eval_docs)
         expected = entity_scores(before_test.entities, per_label_t)
         test_result = _set_result(eval_path, before_test, expected, after_test)
     if plot is not None:
