@@ -3,9 +3,11 @@
     annotate         annotate a corpus (JSONL, Parquet, DocBin), resumable
     convert          CoNLL/IOB or CoNLL-U to .spacy training data
     precision-check  speed and agreement with float32 of reduced precision
+    calibrate        fit the temperature of entity scores on a dev set
 
 Each command parses its arguments and prints; the work is done by the module
-it names (`jobs.corpus`, `training.convert`, `jobs.precision_check`). Modules
+it names (`jobs.corpus`, `training.convert`, `jobs.precision_check`,
+`jobs.calibrate`). Modules
 load when their command runs, so `convert` never imports transformers.
 """
 
@@ -232,6 +234,65 @@ def precision_check_cli(
     except JobError as err:
         msg.fail(str(err), exits=1)
     for line in report(reference, results):
+        print(line)
+
+
+@app.command("calibrate")
+def calibrate_cli(
+    pipeline: Annotated[
+        str, typer.Argument(help="pipeline folder, installed pipeline, or HF model folder / id")
+    ],
+    dev_path: Annotated[
+        Path, typer.Argument(metavar="DEV", help="a .spacy file with gold entities to fit on")
+    ],
+    output: Annotated[
+        Path, typer.Argument(metavar="OUTPUT_DIR", help="where to write the calibrated pipeline")
+    ],
+    per_label: Annotated[
+        bool,
+        typer.Option("--per-label", help='one temperature per entity type and "O", not one'),
+    ] = False,
+    eval_path: Annotated[
+        Optional[Path],
+        typer.Option("--eval", help="a .spacy file with gold entities: its ECE before and after"),
+    ] = None,
+    plot: Annotated[
+        Optional[Path], typer.Option("--plot", help="write the reliability diagram (PNG) here")
+    ] = None,
+    component: Annotated[
+        Optional[str],
+        typer.Option("--component", help="which hf_token_tagger (when there are several)"),
+    ] = None,
+    objective: Annotated[
+        str,
+        typer.Option(
+            "--objective",
+            help="entity: fit entity scores to their correctness; token: token NLL",
+        ),
+    ] = "entity",
+    lang: Annotated[
+        str, typer.Option("--lang", help="language of the blank pipeline for a model")
+    ] = "en",
+) -> None:
+    """Fit the temperature of the entity scores on DEV, write the pipeline with it
+    to OUTPUT_DIR, and print the entity-level ECE (10 bins) before and after."""
+    from .jobs.calibrate import calibrate, report_lines
+
+    try:
+        result = calibrate(
+            pipeline,
+            dev_path,
+            output,
+            per_label=per_label,
+            objective=objective,
+            component=component,
+            eval_path=eval_path,
+            plot=plot,
+            lang=lang,
+        )
+    except (ValueError, OSError) as err:
+        _fail(str(err) if isinstance(err, ValueError) else f"calibrate failed: {err}", 1)
+    for line in report_lines(result):
         print(line)
 
 

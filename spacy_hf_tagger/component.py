@@ -2,7 +2,8 @@
 
     predict:          encode (tokenize, align pieces to tokens) → windows and
                       batches → forward → probabilities per piece → per token
-    set_annotations:  decode the label scheme → write ents, spans, tags, token._
+    set_annotations:  decode the label scheme → scores (through `temperature`,
+                      `calibration.temperature`) → write ents, spans, tags, token._
 
 Each step is a function of its own module: `model.forward` (encode, batch,
 run), `align.batch` and `align.pieces` (pieces to tokens), `align.words`,
@@ -51,11 +52,17 @@ from thinc.api import Model, Optimizer
 from .align.batch import BatchPrediction, EncodedBatch
 from .align.pieces import aggregate_token_probs
 from .align.words import word_groups
+from .calibration.temperature import calibrated_probs, label_temperatures
 from .errors import AnnotationConflictError, ConfigError
 from .labels.decoding import predict_entities, predict_tags, split_by_doc, tag_name_map
 from .labels.recall import Threshold, check_o_bias_fits, resolve_threshold
 from .labels.schemes import LabelScheme, map_types
-from .labels.writing import register_extensions, write_entities, write_tags
+from .labels.writing import (
+    EntityPrediction,
+    register_extensions,
+    write_entities,
+    write_tags,
+)
 from .model.device import resolve_device
 from .model.forward import (
     BatchShape,
@@ -173,6 +180,8 @@ class HFTokenTagger(TrainablePipe):
         self._annotate_resolved: Optional[List[str]] = None
         # And the threshold, one number or one per model type.
         self._threshold: Threshold = 0.0
+        # Per-label temperatures for scores (None: the model's own probabilities).
+        self._temperatures: Optional[np.ndarray] = None
         # Resolve the device now so a wrong value fails when the pipe is added.
         self._device = resolve_device(self.settings.device)
         # And the precision, which follows the device and the CPU's features.
@@ -278,6 +287,7 @@ class HFTokenTagger(TrainablePipe):
         self._threshold = resolve_threshold(
             self.settings.threshold, loaded.scheme.entity_types, self.settings.label_map
         )
+        self._temperatures = label_temperatures(loaded.scheme, self.settings.temperature)
         self._loaded = loaded
         self._torch_step = None
 
@@ -434,28 +444,11 @@ class HFTokenTagger(TrainablePipe):
     def _write_entities(self, docs: List[Doc], predictions: BatchPrediction) -> None:
         """Decode the batch's spans once, then write each doc; count and report
         predictions that lose to entities set by an earlier component."""
-        scheme = self._ensure_loaded().scheme
         annotate = self.annotate
         encoded = predictions.encoded
         bounds = encoded.token_bounds.tolist()
-        type_names = map_types(
-            scheme.entity_types, self.settings.label_map, self.settings.ignore_labels
-        )
         spans_key = self.settings.spans_key if "spans" in annotate else None
-        prediction, below = predict_entities(
-            scheme,
-            predictions.token_probs,
-            predictions.has_piece,
-            type_names,
-            self._threshold,
-            tied=predictions.tied,
-            word_starts=predictions.word_starts,
-            glued_punct=predictions.glued,
-            edge_punct=predictions.edge_punct,
-            segment_starts=encoded.segment_starts,
-            decoding=self.settings.decoding,
-            o_bias=float(self.settings.o_bias),
-        )
+        prediction, below = self.decode_entities(predictions)
         lost = 0
         counts: Counter = Counter()
         examples: List[str] = []
@@ -484,13 +477,60 @@ class HFTokenTagger(TrainablePipe):
         if lost:
             self._report_lost(lost, examples)
 
+    def decode_entities(
+        self, predictions: BatchPrediction, *, raw: bool = False
+    ) -> Tuple[EntityPrediction, int]:
+        """The batch's entities (over its tokens, `split_by_doc` cuts them per
+        doc) and how many the threshold removed: what `set_annotations` writes.
+
+        `raw`: every decoded entity under the model's type name, before
+        `label_map`, `ignore_labels` and `threshold`, which only rename and
+        drop: what calibration fits on (decoded as written, `o_bias`
+        included). Scores are read through `temperature` either way; the spans
+        never depend on it.
+        """
+        scheme = self._ensure_loaded().scheme
+        if raw:
+            type_names: Mapping[str, Optional[str]] = {t: t for t in scheme.entity_types}
+        else:
+            type_names = map_types(
+                scheme.entity_types, self.settings.label_map, self.settings.ignore_labels
+            )
+        return predict_entities(
+            scheme,
+            predictions.token_probs,
+            predictions.has_piece,
+            type_names,
+            0.0 if raw else self._threshold,
+            tied=predictions.tied,
+            word_starts=predictions.word_starts,
+            glued_punct=predictions.glued,
+            edge_punct=predictions.edge_punct,
+            segment_starts=predictions.encoded.segment_starts,
+            decoding=self.settings.decoding,
+            o_bias=float(self.settings.o_bias),
+            score_probs=self._score_probs(predictions.token_probs),
+        )
+
+    def _score_probs(self, token_probs: np.ndarray) -> Optional[np.ndarray]:
+        """The probabilities scores are read from (None: `token_probs` as they are)."""
+        if self._temperatures is None:
+            return None
+        return calibrated_probs(token_probs, self._temperatures)
+
     def _write_tags(self, docs: List[Doc], predictions: BatchPrediction) -> None:
         scheme = self._ensure_loaded().scheme
         encoded = predictions.encoded
         bounds = encoded.token_bounds.tolist()
         names = tag_name_map(scheme, self.settings.label_map)
         attrs = [a for a in self.annotate if a in ("tag", "pos")]
-        tags, scores = predict_tags(scheme, predictions.token_probs, predictions.has_piece, names)
+        tags, scores = predict_tags(
+            scheme,
+            predictions.token_probs,
+            predictions.has_piece,
+            names,
+            score_probs=self._score_probs(predictions.token_probs),
+        )
         for i, doc in enumerate(docs):
             lo, hi = bounds[i], bounds[i + 1]
             write_tags(

@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Union, get_type
 
 from .align.batch import CONTEXTS
 from .align.pieces import AGGREGATIONS
+from .calibration.temperature import check_temperature
 from .errors import ConfigError
 from .labels.decoding import tag_name_map
 from .labels.recall import OTHER_TYPES
@@ -119,8 +120,8 @@ class Settings:
     threshold: Union[float, Dict[str, float]] = _setting(
         0.0,
         "drop entities whose score (mean over its tokens of the model's probability for "
-        'the entity\'s type) is below it; or one per type, e.g. `{"PER": 0.3, "*": 0.6}` '
-        '(model or mapped name; `"*"`: every type not named, else 0) '
+        "the entity's type, after `temperature`) is below it; or one per type, e.g. "
+        '`{"PER": 0.3, "*": 0.6}` (model or mapped name; `"*"`: every type not named, else 0) '
         "([recall](docs/how-it-works.md#recall))",
     )
     o_bias: float = _setting(
@@ -128,6 +129,14 @@ class Settings:
         "lower log P(O) by this before decoding: more and longer entities, to miss fewer "
         "at the cost of precision (negative: fewer); scores stay the model's "
         "probabilities; needs an O label ([recall](docs/how-it-works.md#recall))",
+    )
+    temperature: Union[float, Dict[str, float]] = _setting(
+        1.0,
+        "temperature scaling of the probabilities scores are read from (q ∝ p^(1/T)): a "
+        'number, or a table over the model\'s entity types and "O" (tags for tagging '
+        "models; others keep 1); entities are decoded from the model's own probabilities, "
+        "so it changes scores, never entities; `calibrate` fits it on a dev set "
+        "([calibrated scores](docs/calibration.md))",
     )
     errors: str = _setting(
         "warn", "`raise`, `warn` or `ignore` for predictions that cannot be written"
@@ -154,6 +163,8 @@ class Settings:
         object.__setattr__(self, "ignore_labels", list(self.ignore_labels or []))
         if isinstance(self.threshold, Mapping):
             object.__setattr__(self, "threshold", dict(self.threshold))
+        if isinstance(self.temperature, Mapping):
+            object.__setattr__(self, "temperature", dict(self.temperature))
         validate_settings(self.as_dict())
 
     def as_dict(self) -> Dict[str, Any]:
@@ -275,6 +286,7 @@ def validate_settings(cfg: Mapping[str, Any]) -> None:
             "before decoding (0 = the model's own decision, 1 or 2 = more entities, "
             "negative = fewer)."
         )
+    check_temperature(cfg["temperature"])
     if cfg["mixed_precision"] not in MIXED_PRECISION_CHOICES:
         raise ConfigError(
             f'mixed_precision={cfg["mixed_precision"]!r}: use "auto", "float32", '

@@ -1,4 +1,4 @@
-"""The layout's promises: `align/` and `labels/` are pure (they import neither
+"""The layout's promises: `align/`, `labels/` and `calibration/` are pure (they import neither
 torch nor transformers, so their rules run and are tested without a model
 framework), and no two modules of the package import each other, directly or
 round a longer circle, when they load."""
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Dict, List, Set
 
 PACKAGE = Path(__file__).resolve().parents[1] / "spacy_hf_tagger"
-PURE_WINGS = ("align", "labels")
+PURE_WINGS = ("align", "labels", "calibration")
 
 # Run in a fresh interpreter where importing torch or transformers fails. thinc
 # (under spaCy) imports torch only if it can, so spaCy itself still loads.

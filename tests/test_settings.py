@@ -136,6 +136,23 @@ def test_threshold_tables_and_o_bias_are_checked_when_the_pipe_is_added() -> Non
         spacy.blank("en").add_pipe("hf_token_tagger", config={"model": "m", "o_bias": "high"})
 
 
+def test_temperature_is_a_number_or_a_table_checked_on_every_way_in() -> None:
+    assert Settings(temperature={"PER": 1.5, "O": 0.9}).temperature == {"PER": 1.5, "O": 0.9}
+    nlp = spacy.blank("en")
+    tagger = nlp.add_pipe("hf_token_tagger", config={"model": "m", "temperature": {"PER": 2}})
+    assert tagger.cfg["temperature"] == {"PER": 2}
+    assert type(tagger.settings.temperature) is dict  # a plain, owned copy
+    with pytest.raises(ConfigError, match=r"temperature=0 is not a temperature\. Use a number"):
+        Settings(temperature=0)
+    with pytest.raises(ConfigError, match=r"temperature\['PER'\]=-1"):
+        spacy.blank("en").add_pipe(
+            "hf_token_tagger", config={"model": "m", "temperature": {"PER": -1}}
+        )
+    with pytest.raises(ConfigValidationError) as info:
+        spacy.blank("en").add_pipe("hf_token_tagger", config={"model": "m", "temperature": "hot"})
+    assert "temperature" in str(info.value)
+
+
 def test_cfg_shows_the_settings_only_and_cannot_be_changed_behind_them() -> None:
     tagger = spacy.blank("en").add_pipe("hf_token_tagger", config={"model": "m"})
     assert sorted(tagger.cfg) == sorted(SETTING_NAMES)

@@ -180,6 +180,7 @@ def predict_entities(
     segment_starts: Optional[np.ndarray] = None,
     decoding: str = "greedy",
     o_bias: float = 0.0,
+    score_probs: Optional[np.ndarray] = None,
 ) -> Tuple[EntityPrediction, int]:
     """Decode token probabilities into entity spans and IOB2 labels.
 
@@ -196,10 +197,12 @@ def predict_entities(
     probable sequence the scheme allows in each segment (`viterbi`);
     "viterbi-iob2", the same reading IOB labels as strict IOB2 (for
     models trained on IOB2 labels). `o_bias` lowers log P(O) before decoding
-    (`recall.bias_outside`; it needs an O label); the scores stay the model's
-    probabilities. `threshold` is one number, or one per model type (a type
-    missing from the table: 0.0). Returns the prediction and how many spans
-    the threshold removed.
+    (`recall.bias_outside`; it needs an O label). Scores (and the threshold)
+    read `score_probs` where given (calibrated probabilities, same shape) and
+    `token_probs` otherwise, never the biased ones; so calibration changes
+    scores, never entities. `threshold` is one number, or one per model type
+    (a type missing from the table: 0.0). Returns the prediction and how many
+    spans the threshold removed.
     """
     n_tokens = len(token_probs)
     if n_tokens == 0:
@@ -235,8 +238,10 @@ def predict_entities(
     # score P(O). Piece-less tokens have none, and span scores skip them.
     # Summed row by row (not a matrix product), so a token's score does not
     # depend on which other docs share its batch.
+    if score_probs is None:
+        score_probs = token_probs
     same_type = scheme.type_matrix[np.maximum(label_ids, 0)]
-    type_probs = (token_probs.astype(np.float64) * same_type).sum(axis=1)
+    type_probs = (score_probs.astype(np.float64) * same_type).sum(axis=1)
     scores = np.where(has_piece, type_probs, np.nan)
     decoded = decode_spans(scheme, label_ids, scores, segment_starts)
     if trims:
@@ -258,7 +263,7 @@ def predict_entities(
     for start, end, _, _ in spans:
         in_span[start:end] = True
     outside = scheme.outside_id
-    out_probs = token_probs[:, outside] if outside is not None else np.zeros(n_tokens)
+    out_probs = score_probs[:, outside] if outside is not None else np.zeros(n_tokens)
     token_scores: List[Optional[float]] = np.where(in_span, scores, out_probs).tolist()
     for k in np.flatnonzero(~has_piece).tolist():
         token_scores[k] = None
@@ -294,13 +299,18 @@ def predict_tags(
     token_probs: np.ndarray,
     has_piece: np.ndarray,
     tag_names: Mapping[str, str],
+    score_probs: Optional[np.ndarray] = None,
 ) -> Tuple[List[Optional[str]], List[Optional[float]]]:
-    """Best tag per token (renamed by `tag_names`); None where no piece covers it."""
+    """Best tag per token (renamed by `tag_names`); None where no piece covers it.
+    The score is the tag's probability in `score_probs` (calibrated) where
+    given; the tag is always the model's own best."""
     n_tokens = len(token_probs)
     if n_tokens == 0:
         return [], []
     label_ids = token_probs.argmax(axis=1)
-    scores = token_probs[np.arange(n_tokens), label_ids]
+    if score_probs is None:
+        score_probs = token_probs
+    scores = score_probs[np.arange(n_tokens), label_ids]
     tags: List[Optional[str]] = []
     out_scores: List[Optional[float]] = []
     for k in range(n_tokens):
