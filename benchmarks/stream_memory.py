@@ -228,6 +228,25 @@ def chunks(texts: Iterator[str], size: int) -> Iterator[List[str]]:
         yield chunk
 
 
+def pipe_groups(texts: List[str], job: Dict[str, Any]) -> Iterator[List[str]]:
+    """`texts` in the groups ours' `pipe` annotates together: each ends once it
+    holds `pipe_fill` texts and `pipe_chunk_chars` characters, or
+    `pipe_max_docs` texts (`model.overlap.filled_chunks`, without importing
+    spaCy here)."""
+    group: List[str] = []
+    chars = 0
+    for text in texts:
+        group.append(text)
+        chars += len(text)
+        if len(group) >= job["pipe_max_docs"] or (
+            len(group) >= job["pipe_fill"] and chars >= job["pipe_chunk_chars"]
+        ):
+            yield group
+            group, chars = [], 0
+    if group:
+        yield group
+
+
 # --------------------------------------------------------------------------- children
 
 
@@ -257,7 +276,7 @@ def run_system(system: str, job: Dict[str, Any]) -> Dict[str, Any]:
             job["model"],
             job["max_length"],
             job["stride"],
-            (job["batch_size"], None),
+            (job["batch_size"], job["batch_subwords"]),
             job["split_lines"],
             runs_in=job["runs_in"],
         )
@@ -266,8 +285,7 @@ def run_system(system: str, job: Dict[str, Any]) -> Dict[str, Any]:
         windows = 0
         with meter:
             for chunk in chunks(read_texts(job["shards"]), job["chunk_size"]):
-                for g in range(0, len(chunk), job["pipe_fill"]):
-                    group = chunk[g : g + job["pipe_fill"]]
+                for group in pipe_groups(chunk, job):
                     floor.forward(floor.prepare(group))
                     windows += floor.n_windows
                     meter.advance(len(group))
@@ -369,8 +387,10 @@ def run_threads(nlp, job: Dict[str, Any], meter: Meter) -> str:
 def probe(model: str, dtype: str) -> Dict[str, Any]:
     """What ours resolves on this machine: the precision, windows per forward
     call, window length and overlap, and whether the model sees lines alone."""
+    from spacy_hf_tagger import component
     from spacy_hf_tagger.jobs.corpus import LOCAL_CHUNK
     from spacy_hf_tagger.jobs.pipelines import load_pipeline
+    from spacy_hf_tagger.model.overlap import CHARS_PER_SUBWORD
 
     nlp = load_pipeline(model, dtype=dtype)
     pipe = nlp.get_pipe(TAGGER)
@@ -378,7 +398,13 @@ def probe(model: str, dtype: str) -> Dict[str, Any]:
     found = {
         "runs_in": pipe.precision.runs_in,
         "reason": pipe.precision.reason,
-        "batch_size": pipe._batch_size,
+        "batch_size": pipe._batch_shape.windows,
+        "batch_subwords": pipe._batch_shape.subwords,
+        # How `pipe` chunks docs without overlap (component.pipe).
+        "pipe_chunk_chars": component.PIPE_CHUNK_CALLS
+        * min(pipe._batch_shape.windows * loaded.content_length, pipe._batch_shape.subwords)
+        * CHARS_PER_SUBWORD,
+        "pipe_max_docs": component.PIPE_MAX_DOCS,
         "max_length": loaded.content_length + 2,
         "stride": loaded.stride,
         "split_lines": pipe.settings.context != "document",
@@ -491,8 +517,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"CPU {cpu_model()}, {os.cpu_count()} cores")
     found = probe(args.model, args.dtype)
     print(
-        f"ours runs in {found['runs_in']} ({found['reason']}); {found['batch_size']} windows "
-        f"a forward call, max length {found['max_length']}, stride {found['stride']}"
+        f"ours runs in {found['runs_in']} ({found['reason']}); at most {found['batch_size']} "
+        f"windows and {found['batch_subwords']} padded positions a forward call, max length "
+        f"{found['max_length']}, stride {found['stride']}"
     )
     work = Path(tempfile.mkdtemp(prefix="stream-memory-"))
     try:

@@ -242,6 +242,9 @@ def test_a_first_signal_finishes_the_chunk_a_second_stops_at_once(
         return real(self, texts)
 
     monkeypatch.setattr(corpus.LocalAnnotator, "__call__", signalling)
+    # Whatever the handlers were before (pytest's, or another test's), they are
+    # what each job must put back.
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
     out = tmp_path / "out.jsonl"
     plan = {2: [signal.SIGTERM]}  # during the second chunk: it is finished, then stop
     with pytest.raises(JobInterrupted) as info:
@@ -253,14 +256,15 @@ def test_a_first_signal_finishes_the_chunk_a_second_stops_at_once(
         "rerun the same command with --resume to complete the job."
     )
     assert len(rows(out)) == 20
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers put back
+    assert signal.getsignal(signal.SIGTERM) is before[signal.SIGTERM]  # handlers put back
+    assert signal.getsignal(signal.SIGINT) is before[signal.SIGINT]
 
     seen["chunks"], plan = 0, {2: [signal.SIGINT, signal.SIGINT]}  # resumed at 20
     with pytest.raises(JobInterrupted) as info:
         run_job(nlp, source, out, chunk_size=10, resume=True, stop=StopRequests())
     assert info.value.signal_number == signal.SIGINT
     assert "Stopped by SIGINT after 30 records" in str(info.value)  # the 2nd chunk dropped
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before[signal.SIGINT]
 
     monkeypatch.setattr(corpus.LocalAnnotator, "__call__", real)
     summary = run_job(nlp, source, out, chunk_size=10, resume=True, stop=StopRequests())
