@@ -195,7 +195,8 @@ def predict_entities(
     from: "greedy", each token's most probable label; "viterbi", the most
     probable sequence the scheme allows in each segment (`viterbi`);
     "viterbi-iob2", the same reading IOB labels as strict IOB2 (for
-    models trained on IOB2 labels). `o_bias` lowers log P(O) before decoding
+    models trained on IOB2 labels); "auto" is settled before this
+    (`viterbi.resolve_decoding`). `o_bias` lowers log P(O) before decoding
     (`recall.bias_outside`; it needs an O label); the scores stay the model's
     probabilities. `threshold` is one number, or one per model type (a type
     missing from the table: 0.0). Returns the prediction and how many spans
@@ -215,6 +216,10 @@ def predict_entities(
     elif decoding in _VITERBI_IOB:
         label_ids = viterbi_label_ids(
             scheme, decode_probs, has_piece, segment_starts, iob=_VITERBI_IOB[decoding]
+        )
+    elif decoding == "auto":
+        raise ValueError(
+            'decoding="auto" depends on the model: settle it first (viterbi.resolve_decoding)'
         )
     else:
         raise ValueError(f"decoding={decoding!r}: use one of {DECODINGS}")
