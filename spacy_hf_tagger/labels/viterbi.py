@@ -145,7 +145,7 @@ def resolve_decoding(decoding: str, kind: str, iob_flavour: Optional[str] = None
     An IOB2 model: "viterbi-iob2" (+0.9 to +1.9 F1 over greedy on the models
     measured). An IOB1 model, or one the probe cannot tell: "greedy", which
     reads either correctly; the conlleval search ("viterbi") was never better
-    than greedy on the models measured (0.02 to 0.15 F1 below). BIOES/BILOU:
+    than greedy on the models measured (0.01 to 0.15 F1 below). BIOES/BILOU:
     "viterbi", which is strict, as the models' training labels always are. IO
     and tag sets: "greedy" (each token's best label; the search would give
     the same). Any value but "auto" is returned as it is.
