@@ -113,7 +113,8 @@ class StageClock:
             patches.append(
                 (component, name, self.timed("aggregation, decoding", getattr(component, name)))
             )
-        # With decoding="viterbi": the search alone, out of "aggregation, decoding".
+        # With a Viterbi decoding (auto on IOB2 and BIOES models): the search
+        # alone, out of "aggregation, decoding".
         patches.append(
             (decoding, "viterbi_label_ids", self.timed("Viterbi", decoding.viterbi_label_ids))
         )

@@ -57,6 +57,7 @@ from .errors import AnnotationConflictError, ConfigError
 from .labels.decoding import predict_entities, predict_tags, split_by_doc, tag_name_map
 from .labels.recall import Threshold, check_o_bias_fits, resolve_threshold
 from .labels.schemes import LabelScheme, map_types
+from .labels.viterbi import resolve_decoding
 from .labels.writing import (
     EntityPrediction,
     register_extensions,
@@ -74,6 +75,7 @@ from .model.forward import (
     on_device,
     piece_probabilities,
 )
+from .model.iob_probe import IobProbe
 from .model.loading import LoadedModel, install, load_source
 from .model.overlap import (
     CHARS_PER_SUBWORD,
@@ -187,6 +189,9 @@ class HFTokenTagger(TrainablePipe):
         # And the precision, which follows the device and the CPU's features.
         self.precision: Precision = choose_precision(self.settings.dtype, self._device)
         self._loaded: Optional[LoadedModel] = None
+        # The last IOB probe logged, and what "auto" resolved to with it.
+        self._logged_probe: Optional[IobProbe] = None
+        self._logged_decoding: Optional[str] = None
         self._torch_step: Optional[fine_tuning.TorchStep] = None
         self.counters: Counter = Counter()
         # One pipeline may serve many threads: the model loads once, one
@@ -246,6 +251,41 @@ class HFTokenTagger(TrainablePipe):
         assert self._annotate_resolved is not None
         return list(self._annotate_resolved)
 
+    @property
+    def decoding_resolved(self) -> str:
+        """The decoding predictions use: the `decoding` setting, or what "auto"
+        chose for the loaded model (`viterbi.resolve_decoding`)."""
+        return self._decoding(self._ensure_loaded())
+
+    @property
+    def iob_probe(self) -> Optional[IobProbe]:
+        """For `decoding="auto"` on an IOB model, whether it reads as trained on
+        IOB1 or IOB2 labels, and the probe's figures (`model.iob_probe`); else None."""
+        loaded = self._ensure_loaded()
+        if self.settings.decoding != "auto" or loaded.scheme.kind != "iob":
+            return None
+        return loaded.iob_probe()
+
+    def _decoding(self, loaded: LoadedModel) -> str:
+        """`decoding_resolved`; logs what "auto" chose whenever it probes anew
+        (at load, and after training steps changed the weights)."""
+        setting = self.settings.decoding
+        if setting != "auto" or loaded.scheme.kind != "iob":
+            return resolve_decoding(setting, loaded.scheme.kind)
+        probe = loaded.iob_probe()
+        resolved = resolve_decoding(setting, loaded.scheme.kind, probe.flavour)
+        if probe is not self._logged_probe:
+            changed = self._logged_probe is None or resolved != self._logged_decoding
+            logger.log(
+                logging.INFO if changed else logging.DEBUG,
+                '%s: decoding "auto" is %r: the model reads as %s',
+                self.name,
+                resolved,
+                probe.describe(),
+            )
+            self._logged_probe, self._logged_decoding = probe, resolved
+        return resolved
+
     def _ensure_loaded(self) -> LoadedModel:
         loaded = self._loaded
         if loaded is not None:
@@ -290,6 +330,8 @@ class HFTokenTagger(TrainablePipe):
         self._temperatures = label_temperatures(loaded.scheme, self.settings.temperature)
         self._loaded = loaded
         self._torch_step = None
+        # Settled now, so the load logs it and no batch waits for the probe.
+        self._decoding(loaded)
 
     # ------------------------------------------------------------------ predict
 
@@ -507,7 +549,7 @@ class HFTokenTagger(TrainablePipe):
             glued_punct=predictions.glued,
             edge_punct=predictions.edge_punct,
             segment_starts=predictions.encoded.segment_starts,
-            decoding=self.settings.decoding,
+            decoding=self._decoding(self._ensure_loaded()),
             o_bias=float(self.settings.o_bias),
             score_probs=self._score_probs(predictions.token_probs),
         )

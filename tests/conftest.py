@@ -35,7 +35,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModelFactory:
     ``tiny_models.training_sentences()`` (sharing one value shares one build).
     """
     root = tmp_path_factory.mktemp("tiny_models")
-    cache: dict[tuple[str, tuple[str, ...], Optional[int], int, str], Path] = {}
+    cache: dict[tuple[str, tuple[str, ...], Optional[int], int, str, str], Path] = {}
 
     def get(
         family: str,
@@ -43,8 +43,9 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModelFactory:
         model_max_length: Optional[int] = 32,
         train_steps: int = 0,
         recipe: str = "all",
+        tagging: str = "iob2",
     ) -> Path:
-        key = (family, tuple(labels), model_max_length, train_steps, recipe)
+        key = (family, tuple(labels), model_max_length, train_steps, recipe, tagging)
         if key not in cache:
             out_dir = root / f"{family}-{len(cache)}"
             cache[key] = build_tiny_model(
@@ -54,6 +55,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModelFactory:
                 model_max_length=model_max_length,
                 train_steps=train_steps,
                 recipe=recipe,
+                tagging=tagging,
             )
         return cache[key]
 

@@ -86,9 +86,10 @@ def test_our_own_checks_run_on_every_way_in() -> None:
         HFTokenTagger(spacy.blank("en").vocab, model="m", threshold=2)
     with pytest.raises(ConfigError, match="context='page'"):
         spacy.blank("en").add_pipe("hf_token_tagger", config={"model": "m", "context": "page"})
-    with pytest.raises(ConfigError, match=r"decoding='beam'.*use \"greedy\""):
+    with pytest.raises(ConfigError, match=r"decoding='beam'.*use \"auto\".*\"greedy\""):
         spacy.blank("en").add_pipe("hf_token_tagger", config={"model": "m", "decoding": "beam"})
     assert Settings(decoding="viterbi-iob2").decoding == "viterbi-iob2"
+    assert Settings().decoding == "auto"
     with pytest.raises(ConfigError, match="batch_size=0 must be null"):
         Settings(batch_size=0)
     with pytest.raises(ConfigError, match="batch_size=True"):

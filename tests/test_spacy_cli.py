@@ -332,7 +332,12 @@ def test_minilm_conll03_testb_entity_f1(shared_dir, tmp_path):
         "assemble", "configs/ner_inference.cfg", out, "--components.hf_token_tagger.model", model
     )
     # What `spacy evaluate` does (its CLI is run in the iob test), without another process.
-    nlp = spacy.load(out)
-    f1 = nlp.evaluate(Corpus(corpus)(nlp))["ents_f"] * 100
-    print(f"minilm-conll03 eng.testb ents_f = {f1:.2f} (gold-word reference {REFERENCE_F1})")
-    assert abs(f1 - REFERENCE_F1) <= 0.5, f1
+    # The default decode (auto: strict IOB2 for this IOB2 model) must gain 0.5 F1
+    # on the model's own quality; greedy must stay within 0.5 of it (alignment).
+    f1 = {}
+    for decoding in ("auto", "greedy"):
+        nlp = spacy.load(out, config={"components": {"hf_token_tagger": {"decoding": decoding}}})
+        f1[decoding] = nlp.evaluate(Corpus(corpus)(nlp))["ents_f"] * 100
+    print(f"minilm-conll03 eng.testb ents_f = {f1} (gold-word reference {REFERENCE_F1})")
+    assert f1["auto"] >= REFERENCE_F1 + 0.5, f1
+    assert abs(f1["greedy"] - REFERENCE_F1) <= 0.5, f1

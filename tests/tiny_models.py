@@ -911,6 +911,9 @@ def word_piece_spans(
 # "offsets": the first piece of each word whose own text starts the word (a bare
 # marker is never labelled, so its output is never trained).
 RECIPES: tuple[str, ...] = ("all", "word_ids", "offsets")
+# How entity labels are written when training: "iob2" (B- on every entity's first
+# piece) or "iob1" (I- there, B- only for an entity right after one of its type).
+TAGGINGS: tuple[str, ...] = ("iob2", "iob1")
 _WORD = re.compile(r"\w+|[^\w\s]")
 
 
@@ -944,13 +947,16 @@ def _piece_labels(
     spans: list[tuple[int, int, str]],
     label2id: dict[str, int],
     recipe: str = "all",
+    tagging: str = "iob2",
 ) -> list[int]:
-    """Label subwords from character spans (IOB2); -100 for specials/padding and
-    the pieces the `recipe` leaves out.
+    """Label subwords from character spans (`tagging`: IOB2 or IOB1); -100 for
+    specials/padding and the pieces the `recipe` leaves out.
 
     A piece belongs to an entity when its span (see :func:`word_piece_spans`) overlaps
     the entity's characters, so a leading-space-inclusive offset like Metaspace's
-    " Paris" still counts. The first overlapping piece gets ``B-``.
+    " Paris" still counts. In IOB2 the first overlapping piece gets ``B-``; in IOB1
+    only when the entity directly follows one of its type (only spaces between),
+    else ``I-``, as CoNLL-2003's own files have it.
     """
     labels: list[int] = []
     started: set[int] = set()
@@ -964,7 +970,15 @@ def _piece_labels(
         tag = label2id["O"]
         for index, (ent_start, ent_end, label_type) in enumerate(spans):
             if start < ent_end and end > ent_start:
-                tag = _tag_for(label_type, index not in started, label2id)
+                begin = index not in started
+                if tagging == "iob1":
+                    before = spans[index - 1] if index else None
+                    begin = begin and (
+                        before is not None
+                        and before[2] == label_type
+                        and not text[before[1] : ent_start].strip()
+                    )
+                tag = _tag_for(label_type, begin, label2id)
                 started.add(index)
                 break
         labels.append(tag)
@@ -977,9 +991,10 @@ def _train(
     capacity: int,
     steps: int,
     recipe: str = "all",
+    tagging: str = "iob2",
 ) -> None:
     """Fine-tune ``model`` in place until it memorises :func:`training_sentences`,
-    labelling the pieces `recipe` names (see RECIPES).
+    labelling the pieces `recipe` names (see RECIPES) in `tagging` (see TAGGINGS).
 
     Full-batch AdamW on ~25 short sentences (about 60 steps suffice; the longest needs
     27 tokens, so with the default capacity of 32 every sentence is one window). The
@@ -1012,7 +1027,7 @@ def _train(
         offsets = [(int(s), int(e)) for s, e in encoded["offset_mapping"][row].tolist()]
         special = encoded["special_tokens_mask"][row].tolist()
         text, spans = data[sentence]
-        label_rows.append(_piece_labels(text, offsets, special, spans, label2id, recipe))
+        label_rows.append(_piece_labels(text, offsets, special, spans, label2id, recipe, tagging))
     labels = torch.tensor(label_rows, dtype=torch.long)
     labels[encoded["attention_mask"] == 0] = -100
     accepted = inspect.signature(model.forward).parameters
@@ -1040,6 +1055,7 @@ def build_tiny_model(
     train_steps: int = 0,
     seed: int = 0,
     recipe: str = "all",
+    tagging: str = "iob2",
 ) -> Path:
     """Build, optionally train, and save a tiny token-classification model.
 
@@ -1052,7 +1068,8 @@ def build_tiny_model(
     keeps the ``VERY_LARGE_INTEGER`` sentinel so callers must fall back to
     ``config.max_position_embeddings`` (32 usable positions, plus 2 for RoBERTa/XLM-R).
     ``train_steps > 0`` fine-tunes the model on :func:`training_sentences`; about 60
-    steps memorise them (100 leaves a margin) in a few seconds on one CPU core.
+    steps memorise them (100 leaves a margin) in a few seconds on one CPU core,
+    with entity labels written in ``tagging`` (``TAGGINGS``: IOB2 or IOB1).
     Vocabularies are learned deterministically and all randomness comes from ``seed``
     (drawn from a forked RNG, so the caller's global torch RNG is untouched): the same
     arguments give byte-identical files. Returns ``out_dir``.
@@ -1061,6 +1078,8 @@ def build_tiny_model(
         raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES + ARCHITECTURES}")
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; expected one of {RECIPES}")
+    if tagging not in TAGGINGS:
+        raise ValueError(f"unknown tagging {tagging!r}; expected one of {TAGGINGS}")
     if len(set(labels)) != len(labels) or not labels:
         raise ValueError(f"labels must be non-empty and unique, got {labels!r}")
     if model_max_length is not None and model_max_length < 4:
@@ -1081,7 +1100,7 @@ def build_tiny_model(
             config = _make_config(family, tokenizer, list(labels), capacity)
             model = _MODEL_CLASSES[family](config)
             if train_steps > 0:
-                _train(model, tokenizer, capacity, train_steps, recipe)
+                _train(model, tokenizer, capacity, train_steps, recipe, tagging)
         model.eval()
         with _no_progress_bars():
             model.save_pretrained(out_dir, safe_serialization=True)

@@ -196,7 +196,8 @@ def predict_entities(
     from: "greedy", each token's most probable label; "viterbi", the most
     probable sequence the scheme allows in each segment (`viterbi`);
     "viterbi-iob2", the same reading IOB labels as strict IOB2 (for
-    models trained on IOB2 labels). `o_bias` lowers log P(O) before decoding
+    models trained on IOB2 labels); "auto" is settled before this
+    (`viterbi.resolve_decoding`). `o_bias` lowers log P(O) before decoding
     (`recall.bias_outside`; it needs an O label). Scores (and the threshold)
     read `score_probs` where given (calibrated probabilities, same shape) and
     `token_probs` otherwise, never the biased ones; so calibration changes
@@ -218,6 +219,10 @@ def predict_entities(
     elif decoding in _VITERBI_IOB:
         label_ids = viterbi_label_ids(
             scheme, decode_probs, has_piece, segment_starts, iob=_VITERBI_IOB[decoding]
+        )
+    elif decoding == "auto":
+        raise ValueError(
+            'decoding="auto" depends on the model: settle it first (viterbi.resolve_decoding)'
         )
     else:
         raise ValueError(f"decoding={decoding!r}: use one of {DECODINGS}")
