@@ -376,7 +376,12 @@ def test_a_hub_id_without_a_hub_fails_fast_in_one_short_message(
     if hub == "refuses":
         monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens
     elif hub == "never answers":
-        monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(60))
+
+        def never_opens(*args: object, **kwargs: object) -> socket.socket:
+            time.sleep(60)  # the probe gives up long before; then it times out
+            raise TimeoutError("timed out")
+
+        monkeypatch.setattr(socket, "create_connection", never_opens)
     else:
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.monotonic()
