@@ -36,19 +36,8 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from spacy_hf_tagger.calibration.collect import Collected, collect
-from spacy_hf_tagger.calibration.fitting import (
-    entity_scores,
-    fit_temperatures,
-    objective_loss,
-    token_nll,
-)
+from spacy_hf_tagger.calibration.fitting import entity_scores, fit_setting, token_nll
 from spacy_hf_tagger.calibration.reliability import bin_index, reliability
-from spacy_hf_tagger.calibration.temperature import (
-    Temperature,
-    as_setting,
-    label_temperatures,
-    temperature_groups,
-)
 from spacy_hf_tagger.jobs.calibrate import read_gold
 from spacy_hf_tagger.jobs.pipelines import load_pipeline
 from spacy_hf_tagger.training.convert import convert_file
@@ -58,17 +47,6 @@ SHARED = ROOT.parent / "shared"
 DATA = SHARED / "data" / "conll2003"
 DEFAULT_MODEL = SHARED / "models" / "minilm-conll03"
 BAR = 0.03
-
-
-def _fit(
-    scheme, fit_on: Collected, objective: str, per_label: bool
-) -> Tuple[Temperature, Optional[np.ndarray]]:
-    keys, groups = temperature_groups(scheme)
-    if not per_label:
-        keys, groups = ("*",), np.zeros_like(groups)
-    loss = objective_loss(objective, fit_on.tokens, fit_on.entities)
-    setting = as_setting(keys, fit_temperatures(loss, groups, len(keys)), per_label)
-    return setting, label_temperatures(scheme, setting)
 
 
 def _dev_bins(dev: Collected, scores: np.ndarray) -> np.ndarray:
@@ -119,10 +97,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows = [_row("before (the model's scores)", "1", dev, test, None)]
     for objective in ("entity", "token"):
         for per_label in (False, True):
-            setting, t = _fit(scheme, dev, objective, per_label)
+            setting, t = fit_setting(scheme, dev.tokens, dev.entities, objective, per_label)
             label = f"{objective}{', per label' if per_label else ''}"
             rows.append(_row(label, str(setting), dev, test, t))
-    setting, t = _fit(scheme, test, "entity", False)
+    setting, t = fit_setting(scheme, test.tokens, test.entities, "entity", False)
     rows.append(_row("oracle: entity, fitted on test", str(setting), dev, test, t))
     binned = [_dev_bins(dev, c.pipeline_scores) for c in (dev, test)]
     eces = [reliability(b, c.entities.correct).ece for b, c in zip(binned, (dev, test))]

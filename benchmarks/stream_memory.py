@@ -229,22 +229,12 @@ def chunks(texts: Iterator[str], size: int) -> Iterator[List[str]]:
 
 
 def pipe_groups(texts: List[str], job: Dict[str, Any]) -> Iterator[List[str]]:
-    """`texts` in the groups ours' `pipe` annotates together: each ends once it
-    holds `pipe_fill` texts and `pipe_chunk_chars` characters, or
-    `pipe_max_docs` texts (`model.overlap.filled_chunks`, without importing
-    spaCy here)."""
-    group: List[str] = []
-    chars = 0
-    for text in texts:
-        group.append(text)
-        chars += len(text)
-        if len(group) >= job["pipe_max_docs"] or (
-            len(group) >= job["pipe_fill"] and chars >= job["pipe_chunk_chars"]
-        ):
-            yield group
-            group, chars = [], 0
-    if group:
-        yield group
+    """`texts` in the groups ours' `pipe` annotates together (without overlap)."""
+    from spacy_hf_tagger.model.overlap import filled_chunks  # no spaCy, no torch
+
+    return filled_chunks(
+        texts, job["pipe_fill"], job["pipe_max_docs"], job["pipe_chunk_chars"], len
+    )
 
 
 # --------------------------------------------------------------------------- children

@@ -261,7 +261,9 @@ class HFTokenTagger(TrainablePipe):
     def iob_probe(self) -> Optional[IobProbe]:
         """For `decoding="auto"` on an IOB model, whether it reads as trained on
         IOB1 or IOB2 labels, and the probe's figures (`model.iob_probe`); else None."""
-        loaded = self._ensure_loaded()
+        return self._iob_probe(self._ensure_loaded())
+
+    def _iob_probe(self, loaded: LoadedModel) -> Optional[IobProbe]:
         if self.settings.decoding != "auto" or loaded.scheme.kind != "iob":
             return None
         return loaded.iob_probe()
@@ -270,9 +272,9 @@ class HFTokenTagger(TrainablePipe):
         """`decoding_resolved`; logs what "auto" chose whenever it probes anew
         (at load, and after training steps changed the weights)."""
         setting = self.settings.decoding
-        if setting != "auto" or loaded.scheme.kind != "iob":
+        probe = self._iob_probe(loaded)
+        if probe is None:
             return resolve_decoding(setting, loaded.scheme.kind)
-        probe = loaded.iob_probe()
         resolved = resolve_decoding(setting, loaded.scheme.kind, probe.flavour)
         if probe is not self._logged_probe:
             changed = self._logged_probe is None or resolved != self._logged_decoding
@@ -531,7 +533,8 @@ class HFTokenTagger(TrainablePipe):
         included). Scores are read through `temperature` either way; the spans
         never depend on it.
         """
-        scheme = self._ensure_loaded().scheme
+        loaded = self._ensure_loaded()
+        scheme = loaded.scheme
         if raw:
             type_names: Mapping[str, Optional[str]] = {t: t for t in scheme.entity_types}
         else:
@@ -549,7 +552,7 @@ class HFTokenTagger(TrainablePipe):
             glued_punct=predictions.glued,
             edge_punct=predictions.edge_punct,
             segment_starts=predictions.encoded.segment_starts,
-            decoding=self._decoding(self._ensure_loaded()),
+            decoding=self._decoding(loaded),
             o_bias=float(self.settings.o_bias),
             score_probs=self._score_probs(predictions.token_probs),
         )

@@ -252,20 +252,15 @@ def validate_settings(cfg: Mapping[str, Any]) -> None:
                 f"annotate={annotate!r}: each entry must be one of {ANNOTATE_CHOICES} "
                 "(or leave it null to choose from the model's labels)."
             )
-    size = cfg["batch_size"]
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-        raise ConfigError(
-            f"batch_size={size!r} must be null (chosen for the device and precision) or a "
-            "positive integer."
-        )
-    subwords = cfg["max_batch_subwords"]
-    if subwords is not None and (
-        isinstance(subwords, bool) or not isinstance(subwords, int) or subwords < 1
-    ):
-        raise ConfigError(
-            f"max_batch_subwords={subwords!r} must be null (chosen for the device and "
-            "precision) or a positive integer."
-        )
+    for name in ("batch_size", "max_batch_subwords"):
+        value = cfg[name]
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ConfigError(
+                f"{name}={value!r} must be null (chosen for the device and precision) or a "
+                "positive integer."
+            )
     if cfg["overlap"] is not None and not isinstance(cfg["overlap"], bool):
         raise ConfigError(
             f"overlap={cfg['overlap']!r} must be null (on for GPUs, off on CPU), true or false."

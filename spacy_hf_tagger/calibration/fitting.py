@@ -21,11 +21,20 @@ scipy is imported when a fit runs (the `calibrate` extra).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 
-from .temperature import MAX_TEMPERATURE, MIN_TEMPERATURE, calibrated_probs
+from ..labels.schemes import LabelScheme
+from .temperature import (
+    MAX_TEMPERATURE,
+    MIN_TEMPERATURE,
+    Temperature,
+    as_setting,
+    calibrated_probs,
+    label_temperatures,
+    temperature_groups,
+)
 
 OBJECTIVES = ("token", "entity")
 # Scores of exactly 0 or 1 would make the cross-entropy infinite.
@@ -125,3 +134,21 @@ def objective_loss(
     if objective == "entity":
         return lambda t: entity_nll(entities, t)
     raise ValueError(f"objective={objective!r}: use one of {OBJECTIVES}")
+
+
+def fit_setting(
+    scheme: LabelScheme,
+    tokens: TokenData,
+    entities: EntityData,
+    objective: str,
+    per_label: bool,
+) -> Tuple[Temperature, Optional[np.ndarray]]:
+    """Fit `objective` on the data: one temperature, or one per key of the
+    scheme's table (`temperature_groups`). Returns the `temperature` setting
+    as stored (rounded) and the per-label temperatures it stands for."""
+    keys, groups = temperature_groups(scheme)
+    if not per_label:
+        keys, groups = ("*",), np.zeros_like(groups)
+    fitted = fit_temperatures(objective_loss(objective, tokens, entities), groups, len(keys))
+    setting = as_setting(keys, fitted, per_label)
+    return setting, label_temperatures(scheme, setting)

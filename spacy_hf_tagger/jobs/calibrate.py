@@ -26,21 +26,9 @@ from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
 from ..calibration.collect import Collected, collect
-from ..calibration.fitting import (
-    OBJECTIVES,
-    entity_nll,
-    entity_scores,
-    fit_temperatures,
-    objective_loss,
-    token_nll,
-)
+from ..calibration.fitting import OBJECTIVES, entity_nll, entity_scores, fit_setting, token_nll
 from ..calibration.reliability import Reliability, reliability
-from ..calibration.temperature import (
-    Temperature,
-    as_setting,
-    label_temperatures,
-    temperature_groups,
-)
+from ..calibration.temperature import Temperature, label_temperatures
 from ..errors import JobError
 from .pipelines import load_pipeline, tagger_names
 
@@ -185,14 +173,7 @@ def calibrate(
             f"{dev_path}: the pipeline found {len(dev.entities)} entities and "
             f"{len(dev.tokens)} scorable tokens there: nothing to fit on."
         )
-    keys, groups = temperature_groups(scheme)
-    if not per_label:
-        keys, groups = ("*",), np.zeros_like(groups)
-    fitted = fit_temperatures(
-        objective_loss(objective, dev.tokens, dev.entities), groups, len(keys)
-    )
-    setting = as_setting(keys, fitted, per_label)
-    per_label_t = label_temperatures(scheme, setting)
+    setting, per_label_t = fit_setting(scheme, dev.tokens, dev.entities, objective, per_label)
     previous_t = label_temperatures(scheme, tagger.settings.temperature)
 
     def losses(t: Optional[np.ndarray]) -> Tuple[float, float]:

@@ -36,8 +36,8 @@ DEVICE_BATCH_OVERHEAD = 256
 # a call's fixed cost (about 4 ms) and its size in memory decide: calls of up
 # to 4,096 padded positions, however many windows that takes (at most 256),
 # ran 1.13-1.19x faster than 64 windows under 16,384 positions (median of 6
-# interleaved rounds, sentences and documents), and 1.36x on 512-piece windows
-# (8 a call instead of 32). Accelerators: not measured yet, 32.
+# interleaved rounds, sentences and documents), and 1.37x on 512-piece windows
+# (8 a call instead of 32; median of 4). Accelerators: not measured yet, 32.
 BATCH_SIZE = 32
 BATCH_SUBWORDS = 16384
 AMX_BF16_BATCH_SIZE = 256
