@@ -230,28 +230,36 @@ class RecordingModel:
 
 
 class ReplayModel:
-    """Returns the recorded logits for the same inputs, after `delay` seconds.
+    """Returns the recorded logits for the same inputs, after sleeping
+    `delay_per_position` seconds for each padded position of the call.
 
-    The sleep releases the GIL as a device's forward does, so glue running in
-    another thread meanwhile is what overlapping buys."""
+    A device's forward time grows with the positions it computes, not with the
+    number of calls: cut the same text into more, smaller calls and the device
+    total stays about the same. The sleep releases the GIL as a device's
+    forward does, so glue running in another thread meanwhile is what
+    overlapping buys."""
 
-    def __init__(self, store: Dict[Tuple[Any, ...], torch.Tensor], delay: float = 0.0) -> None:
+    def __init__(
+        self, store: Dict[Tuple[Any, ...], torch.Tensor], delay_per_position: float = 0.0
+    ) -> None:
         self._store = store
-        self.delay = delay
+        self.delay_per_position = delay_per_position
         self.training = False
         self.calls = 0
+        self.positions = 0
         self.missing = 0
 
     def __call__(self, **inputs: torch.Tensor) -> Any:
         self.calls += 1
+        self.positions += inputs["input_ids"].numel()
         logits = self._store.get(_key(inputs))
         if logits is None:  # an input never seen: logits of the right shape
             self.missing += 1
             ids = inputs["input_ids"]
             n_labels = next(iter(self._store.values())).shape[-1] if self._store else 2
             logits = torch.zeros((*ids.shape, n_labels))
-        if self.delay:
-            time.sleep(self.delay)
+        if self.delay_per_position:
+            time.sleep(self.delay_per_position * inputs["input_ids"].numel())
         return _Output(logits)
 
     def eval(self) -> ReplayModel:

@@ -102,6 +102,13 @@ PIPE_FILL = 256
 # of 6 rounds).
 PIPE_CHUNK_CALLS = 16
 PIPE_MAX_DOCS = 4096
+# With overlap, chunks of about this many full forward calls of text: the
+# device runs one while the CPU prepares the next and writes the last, and
+# only the first chunk's preparation and the last one's writing are never
+# hidden. Measured on an Intel Xeon with AMX at bf16 (benchmarks/speed.py, a
+# replayed model sleeping as long as the glue): 1.63x / 1.61x (documents /
+# sentences) with one call a chunk; two or more pad more or fill longer.
+OVERLAP_CHUNK_CALLS = 1
 HOST = torch.device("cpu")
 
 __all__ = ["AnnotationConflictError", "ConfigError", "HFTokenTagger", "make_hf_token_tagger"]
@@ -373,8 +380,9 @@ class HFTokenTagger(TrainablePipe):
             )
             yield from self._pipe_plain(chunks, error_handler)
             return
-        # About one full forward call of text a chunk.
-        chunks = doc_chunks(stream, fill, call_chars, _text_length)
+        chunks = doc_chunks(
+            stream, max(fill, PIPE_MAX_DOCS), OVERLAP_CHUNK_CALLS * call_chars, _text_length
+        )
         for docs, outcome in run_overlapped(
             chunks,
             lambda docs: self._prepare(docs, materialize=True),

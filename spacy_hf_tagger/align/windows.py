@@ -69,10 +69,43 @@ class Window:
     def length(self) -> int:
         return self.end - self.start
 
-    def kept_columns(self, n_prefix: int) -> slice:
-        """Columns of the model's output row that hold the kept pieces, after
-        `n_prefix` special tokens."""
-        return slice(n_prefix + self.keep_start - self.start, n_prefix + self.keep_end - self.start)
+
+def kept_positions(
+    windows: Sequence[Window],
+    placements: Sequence[Tuple[int, int]],
+    width: int,
+    n_prefix: int,
+    piece_bounds: np.ndarray,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Where one batch's kept pieces are, as two aligned index arrays: the
+    piece (into all pieces of the batch of texts, `piece_bounds` per text) and
+    its flat position in the batch's output (`row * width + column`), for
+    windows placed at `placements` (row, first column) after `n_prefix`
+    special tokens.
+
+    Computed once per batch where the inputs are built, so reading a forward
+    call's output is one gather and one scatter, with no loop over windows in
+    the thread that feeds the device (training lays its targets out with the
+    same arrays).
+    """
+    n = len(windows)
+    if n == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    bounds = np.fromiter(
+        (v for w in windows for v in (w.text_index, w.start, w.keep_start, w.keep_end)),
+        dtype=np.int64,
+        count=4 * n,
+    ).reshape(n, 4)
+    text_index, start, keep_start, keep_end = bounds.T
+    where = np.asarray(placements, dtype=np.int64).reshape(n, 2)
+    counts = keep_end - keep_start
+    piece_start = np.asarray(piece_bounds, dtype=np.int64)[text_index] + keep_start
+    position_start = where[:, 0] * width + where[:, 1] + n_prefix + keep_start - start
+    within = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(
+        np.cumsum(counts) - counts, counts
+    )
+    return np.repeat(piece_start, counts) + within, np.repeat(position_start, counts) + within
 
 
 def make_windows(

@@ -13,7 +13,7 @@ import torch
 from spacy.tokens import Doc
 
 from ..align.batch import EncodedBatch, encode_batch
-from ..align.windows import Window, plan_batches, segment_windows
+from ..align.windows import Window, kept_positions, plan_batches, segment_windows
 from .inputs import build_batch, encode_texts, to_device
 from .loading import LoadedModel
 from .packing import packed_inputs, packing_pays
@@ -87,11 +87,33 @@ def encode_docs(
 
 class ModelBatch(NamedTuple):
     """One forward call: its windows, where each window's first position lies
-    in the input (row, column), and the model inputs."""
+    in the input (row, column), the model inputs, and the kept pieces: piece
+    `pieces[k]` is read at flat output position `positions[k]`
+    (`windows.kept_positions`; `positions` lives with the inputs)."""
 
     members: List[Window]
     placements: List[Tuple[int, int]]
     inputs: Dict[str, torch.Tensor]
+    pieces: np.ndarray
+    positions: torch.Tensor
+
+
+def _batch(
+    loaded: LoadedModel,
+    encoded: EncodedBatch,
+    members: List[Window],
+    placements: List[Tuple[int, int]],
+    inputs: Dict[str, torch.Tensor],
+) -> ModelBatch:
+    pieces, positions = kept_positions(
+        members,
+        placements,
+        int(inputs["input_ids"].shape[1]),
+        len(loaded.special.prefix),
+        encoded.piece_bounds,
+    )
+    on = to_device(torch.from_numpy(positions), inputs["input_ids"].device)
+    return ModelBatch(members, placements, inputs, pieces, on)
 
 
 class PreparedDocs(NamedTuple):
@@ -140,9 +162,9 @@ def model_batches(
                 inputs, placements = packed_inputs(
                     rows, loaded.special, layout, loaded.causal, device or loaded.device
                 )
-                yield ModelBatch(members, placements, inputs)
+                yield _batch(loaded, encoded, members, placements, inputs)
             else:  # a row per window anyway: the plain mask is the cheaper input
-                yield _padded(loaded, members, rows, device)
+                yield _padded(loaded, encoded, members, rows, device)
         return
     on_cpu = loaded.device.type == "cpu"
     batches = plan_batches(
@@ -154,18 +176,20 @@ def model_batches(
     for batch in batches:
         members = [windows[i] for i in batch]
         rows = [piece_ids[w.text_index][w.start : w.end] for w in members]
-        yield _padded(loaded, members, rows, device)
+        yield _padded(loaded, encoded, members, rows, device)
 
 
 def _padded(
     loaded: LoadedModel,
+    encoded: EncodedBatch,
     members: List[Window],
     rows: List[np.ndarray],
     device: Optional[torch.device] = None,
 ) -> ModelBatch:
     """A row per window, padded to the longest."""
     inputs = build_batch(rows, loaded.special, device or loaded.device)
-    return ModelBatch(members, [(i, 0) for i in range(len(members))], inputs)
+    placements = [(i, 0) for i in range(len(members))]
+    return _batch(loaded, encoded, members, placements, inputs)
 
 
 def on_device(batches: Iterable[ModelBatch], device: torch.device) -> Iterator[ModelBatch]:
@@ -173,7 +197,7 @@ def on_device(batches: Iterable[ModelBatch], device: torch.device) -> Iterator[M
     them: from the thread (and so on the CUDA stream) that runs the forward."""
     for batch in batches:
         inputs = {name: to_device(t, device) for name, t in batch.inputs.items()}
-        yield batch._replace(inputs=inputs)
+        yield batch._replace(inputs=inputs, positions=to_device(batch.positions, device))
 
 
 def piece_probabilities(
@@ -188,47 +212,35 @@ def piece_probabilities(
     """
     n_labels = len(loaded.scheme.labels)
     probs_out = np.zeros((encoded.n_pieces, n_labels), dtype=np.float32)
-    piece_bounds = encoded.piece_bounds.tolist()
-    n_prefix = len(loaded.special.prefix)
     model = loaded.inference_model()
     if model.training:  # only if someone switched it: eval() walks every module
         model.eval()
     with torch.inference_mode():
-        for members, placements, inputs in batches:
+        for batch in batches:
             try:
-                logits = model(**inputs).logits
+                logits = model(**batch.inputs).logits
             except IndexError as error:
                 raise IndexError(
                     f"{type(model).__name__} failed on a batch of windows of "
-                    f"{inputs['input_ids'].shape[1]} positions ({error}). Its embeddings "
+                    f"{batch.inputs['input_ids'].shape[1]} positions ({error}). Its embeddings "
                     "are probably smaller than its config says: set the component's "
                     "max_length below that length."
                 ) from error
-            probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-            for w, (row, column) in zip(members, placements):
-                base = piece_bounds[w.text_index]
-                probs_out[base + w.keep_start : base + w.keep_end] = probs[
-                    row, w.kept_columns(n_prefix + column)
-                ]
+            # Only the kept positions are read, normalised and moved: padding,
+            # special tokens and the overlaps of windows stay on the device.
+            kept = logits.reshape(-1, logits.shape[-1]).index_select(0, batch.positions)
+            probs_out[batch.pieces] = torch.softmax(kept.float(), dim=-1).cpu().numpy()
     return probs_out
 
 
 def window_targets(
-    loaded: LoadedModel,
-    encoded: EncodedBatch,
-    piece_targets: np.ndarray,
-    members: Sequence[Window],
-    shape: Tuple[int, ...],
-    ignore_index: int,
-) -> np.ndarray:
-    """Training targets laid out like one batch of model inputs: each window's
-    kept pieces carry their targets, everything else `ignore_index`."""
-    piece_bounds = encoded.piece_bounds.tolist()
-    n_prefix = len(loaded.special.prefix)
-    targets = np.full(shape, ignore_index, dtype=np.int64)
-    for row, w in enumerate(members):
-        base = piece_bounds[w.text_index]
-        targets[row, w.kept_columns(n_prefix)] = piece_targets[
-            base + w.keep_start : base + w.keep_end
-        ]
+    piece_targets: np.ndarray, batch: ModelBatch, ignore_index: int
+) -> torch.Tensor:
+    """Training targets laid out like `batch`'s model inputs, beside them: each
+    window's kept pieces carry their targets, everything else `ignore_index`
+    (the same positions inference reads)."""
+    ids = batch.inputs["input_ids"]
+    targets = torch.full(ids.shape, ignore_index, dtype=torch.long, device=ids.device)
+    values = torch.from_numpy(piece_targets[batch.pieces]).to(ids.device)
+    targets.view(-1)[batch.positions] = values
     return targets

@@ -14,9 +14,9 @@ it takes cores from it, so the default is off there (`overlaps`). The inputs
 are built on the host and moved to the device in the device thread, so the
 copies run on the stream the forward pass reads them from.
 
-Chunks are cut smaller than `pipe`'s usual 256 docs where the docs are long
-(`doc_chunks`): overlapping needs several chunks, and a chunk of about one
-full forward batch of text is enough to keep the device fed.
+Chunks are cut by text, not by a count of docs (`doc_chunks`): overlapping
+needs several chunks, and a chunk of about one full forward call of text
+keeps the device fed and fills its calls.
 """
 
 from __future__ import annotations

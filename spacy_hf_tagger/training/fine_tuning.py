@@ -227,11 +227,8 @@ def training_batches(
         outside=scheme.outside_id,
     )
     out = []
-    for members, _, inputs in model_batches(loaded, encoded, batch_size, max_batch_subwords):
-        targets = window_targets(
-            loaded, encoded, targets_all, members, tuple(inputs["input_ids"].shape), IGNORE_INDEX
-        )
-        out.append((inputs, torch.from_numpy(targets).to(loaded.device)))
+    for batch in model_batches(loaded, encoded, batch_size, max_batch_subwords):
+        out.append((batch.inputs, window_targets(targets_all, batch, IGNORE_INDEX)))
     return out, unknown
 
 

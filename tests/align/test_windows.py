@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from spacy_hf_tagger.align.windows import (
     Window,
+    kept_positions,
     make_windows,
     plan_batches,
     plan_windows,
@@ -256,10 +257,28 @@ def test_plan_causal_keeps_each_overlap_in_the_earlier_window():
     ]
 
 
-def test_kept_columns_skip_the_prefix_and_the_overlap():
+def test_kept_positions_skip_the_prefix_and_the_overlap():
     window = Window(0, 6, 16, 8, 14)
-    assert window.kept_columns(1) == slice(3, 9)
-    assert window.kept_columns(0) == slice(2, 8)
+    pieces, positions = kept_positions([window], [(0, 0)], 20, 1, np.array([0, 30]))
+    assert pieces.tolist() == [8, 9, 10, 11, 12, 13]
+    assert positions.tolist() == [3, 4, 5, 6, 7, 8]
+    pieces, positions = kept_positions([window], [(0, 0)], 20, 0, np.array([0, 30]))
+    assert positions.tolist() == [2, 3, 4, 5, 6, 7]
+
+
+def test_kept_positions_of_windows_of_several_texts_rows_and_columns():
+    # Text 1 starts at piece 5 of the batch; window b is packed after a in row 0.
+    a = Window(0, 0, 3, 0, 3)
+    b = Window(1, 0, 4, 0, 2)
+    c = Window(1, 2, 6, 2, 6)
+    bounds = np.array([0, 5, 11])
+    pieces, positions = kept_positions([a, b, c], [(0, 0), (0, 5), (1, 0)], 12, 1, bounds)
+    assert pieces.tolist() == [0, 1, 2, 5, 6, 7, 8, 9, 10]
+    # a: columns 1-3 of row 0; b: columns 6-7 (after a's 5 positions and its
+    # own prefix); c: keeps from its first piece, columns 1-4 of row 1.
+    assert positions.tolist() == [1, 2, 3, 6, 7, 13, 14, 15, 16]
+    empty = kept_positions([], [], 12, 1, bounds)
+    assert [len(e) for e in empty] == [0, 0]
 
 
 def test_make_windows_passes_stride_and_causal_on():
