@@ -510,7 +510,7 @@ class HFTokenTagger(TrainablePipe):
             lo, hi = bounds[i], bounds[i + 1]
             token_idx: Optional[np.ndarray] = encoded.token_idx[lo:hi]
             if char is not None:
-                doc._.set(CHAR_ENTS_ATTR, char.per_doc[i])
+                doc._.set(CHAR_ENTS_ATTR, tuple(char.per_doc[i]))
                 if char.inside[i]:
                     # An entity edge inside a token (`labels.exact`).
                     doc_prediction, exact_counts, retokenized = exact_prediction(

@@ -44,9 +44,9 @@ import numpy as np
 from .recall import Threshold, bias_outside
 from .schemes import LabelScheme
 
-# One entity at exact character offsets: [start_char, end_char, label, score]
-# (a list, as msgpack gives it back from a DocBin or a saved doc).
-CharEntity = List
+# One entity at exact character offsets: (start_char, end_char, label, score)
+# (a tuple, as a DocBin gives it back).
+CharEntity = Tuple[int, int, str, float]
 
 
 @dataclass
@@ -282,12 +282,12 @@ def char_entities(
             doc = int(doc_of_token[start])
             base = int(char_base[start])
             per_doc[doc].append(
-                [
+                (
                     int(token_starts[start]) - base,
                     int(token_ends[end - 1]) - base,
                     label,
                     float(score),
-                ]
+                )
             )
         return CharEntities(
             per_doc,
@@ -423,7 +423,7 @@ def _with_varying_tokens(
         start, end = int(el_start[i]), int(el_end[j])
         if start != token_starts[token] or end != token_ends[end_token - 1]:
             inside[doc] = True
-        per_doc[doc].append([start - base, end - base, tables.names[name], score])
+        per_doc[doc].append((start - base, end - base, tables.names[name], score))
     return CharEntities(per_doc, inside, below, cells, piece_probs, tables, calibrate)
 
 

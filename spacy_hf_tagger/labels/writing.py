@@ -16,7 +16,7 @@ from spacy.tokens import Doc, Span, SpanGroup, Token
 BIO_ATTR = "hf_bio"
 SCORE_ATTR = "hf_score"
 # doc._.hf_char_ents: the model's entities at exact character offsets,
-# [[start_char, end_char, label, score], ...] (`char_spans`).
+# a tuple of (start_char, end_char, label, score), as a DocBin gives it back.
 CHAR_ENTS_ATTR = "hf_char_ents"
 
 
