@@ -1,10 +1,14 @@
 """Write a doc whose model entities begin or end inside a spaCy token.
 
-Most docs have none: their decoded prediction is written as it is. For the
-others the character entities (`char_spans`) decide what `doc.ents` holds:
-with `split_tokens`, the tokens are first split at the entities' edges
-(`splitting`), so the entities land exactly; without, or where a split was
-skipped, `char_spans.snap_to_tokens` applies its one rule. Token labels
+Without `split_tokens`, `doc.ents` are the decoded entities, as they always
+were: an entity edge inside a token is counted, as held (widened to whole
+tokens) by a decoded entity of its label, or dropped from doc.ents (kept in
+`hf_char_ents`). The decoding reads a token through its first piece; a rule
+over the pieces' types inside a token would read the untrained later pieces
+of word-trained models (most English checkpoints) and write their noise.
+With `split_tokens`, the tokens are first split at the entities' edges
+(`splitting`), so the entities land exactly; where a split was skipped,
+`char_spans.snap_to_tokens` applies its rule. Token labels
 follow the spans written; a token keeps its decoded score when it kept its
 characters and its label, and otherwise gets the mean over its pieces of
 their probability for the label it now has.
@@ -18,7 +22,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from spacy.tokens import Doc
 
-from .char_spans import CharEntities, snap_to_tokens
+from .char_spans import CharEntities, CharEntity, snap_to_tokens
 from .schemes import spans_to_iob
 from .splitting import split_at
 from .writing import EntityPrediction
@@ -39,6 +43,11 @@ def exact_prediction(
     token_starts, token_ends, base = char.doc_tokens(doc_index)
     counts: Counter = Counter()
     ents = char.per_doc[doc_index]
+    if not split_tokens:
+        held, dropped = held_by_decoded(ents, decoded, token_starts, token_ends)
+        counts["ents_widened"] += held
+        counts["ents_dropped_in_token"] += dropped
+        return decoded, counts, False
     changed = False
     starts, ends = token_starts, token_ends
     if split_tokens:
@@ -59,6 +68,25 @@ def exact_prediction(
     )
     scores = _token_scores(char, decoded, token_starts, token_ends, starts, ends, labels, base)
     return EntityPrediction(spans, labels, scores), counts, changed
+
+
+def held_by_decoded(
+    ents: List[CharEntity], decoded: EntityPrediction, starts: np.ndarray, ends: np.ndarray
+) -> Tuple[int, int]:
+    """Of the character entities with an edge inside a token: how many a
+    decoded entity of their label holds (written widened to its tokens), and
+    how many none does (not in doc.ents)."""
+    held = dropped = 0
+    spans = [(int(starts[s]), int(ends[e - 1]), label) for s, e, label, _ in decoded.spans]
+    edges = set(starts.tolist()) | set(ends.tolist())
+    for start, end, label, _ in ents:
+        if start in edges and end in edges:
+            continue
+        if any(s <= start and end <= e and label == lab for s, e, lab in spans):
+            held += 1
+        else:
+            dropped += 1
+    return held, dropped
 
 
 def _token_scores(
