@@ -54,11 +54,14 @@ from .align.pieces import aggregate_token_probs
 from .align.words import word_groups
 from .calibration.temperature import calibrated_probs, label_temperatures
 from .errors import AnnotationConflictError, ConfigError
+from .labels.char_spans import CharEntities, char_entities, piece_cells
 from .labels.decoding import predict_entities, predict_tags, split_by_doc, tag_name_map
+from .labels.exact import exact_prediction
 from .labels.recall import Threshold, check_o_bias_fits, resolve_threshold
 from .labels.schemes import LabelScheme, map_types
 from .labels.viterbi import resolve_decoding
 from .labels.writing import (
+    CHAR_ENTS_ATTR,
     EntityPrediction,
     register_extensions,
     write_entities,
@@ -467,7 +470,11 @@ class HFTokenTagger(TrainablePipe):
             piece_probs, alignment, self.settings.aggregation, loaded.continuation
         )
         prediction = BatchPrediction(
-            token_probs, alignment.tokens_with_pieces(), alignment.tied_tokens(), encoded
+            token_probs,
+            alignment.tokens_with_pieces(),
+            alignment.tied_tokens(),
+            encoded,
+            piece_probs=piece_probs,
         )
         if loaded.scheme.is_entity:
             words = word_groups(
@@ -501,19 +508,37 @@ class HFTokenTagger(TrainablePipe):
         bounds = encoded.token_bounds.tolist()
         spans_key = self.settings.spans_key if "spans" in annotate else None
         prediction, below = self.decode_entities(predictions)
+        char = self.char_entities(predictions, prediction)
         lost = 0
         counts: Counter = Counter()
         examples: List[str] = []
         for i, (doc, doc_prediction) in enumerate(
             zip(docs, split_by_doc(prediction, encoded.token_bounds))
         ):
+            lo, hi = bounds[i], bounds[i + 1]
+            token_idx: Optional[np.ndarray] = encoded.token_idx[lo:hi]
+            if char is not None:
+                doc._.set(CHAR_ENTS_ATTR, tuple(char.per_doc[i]))
+                if char.inside[i]:
+                    # An entity edge inside a token (`labels.exact`).
+                    doc_prediction, exact_counts, retokenized = exact_prediction(
+                        doc,
+                        i,
+                        char,
+                        doc_prediction,
+                        split_tokens=bool(self.settings.split_tokens),
+                        overwrite_ents=bool(self.settings.overwrite_ents),
+                    )
+                    counts.update(exact_counts)
+                    if retokenized:
+                        token_idx = None
             report = write_entities(
                 doc,
                 doc_prediction,
                 set_ents="ents" in annotate,
                 spans_key=spans_key,
                 overwrite_ents=bool(self.settings.overwrite_ents),
-                token_idx=encoded.token_idx[bounds[i] : bounds[i + 1]],
+                token_idx=token_idx,
             )
             counts["ents_conflicts"] += len(report.conflicts)
             counts["ents_replaced"] += report.replaced
@@ -524,6 +549,8 @@ class HFTokenTagger(TrainablePipe):
                     span = doc[start:end]
                     examples.append(f"doc {i} chars {span.start_char}-{span.end_char} ({label})")
         counts["ents_below_threshold"] += below
+        if char is not None:
+            counts["char_ents_below_threshold"] += char.below_threshold
         counts["ents_lost"] += lost
         self._count(**counts)
         if lost:
@@ -563,6 +590,47 @@ class HFTokenTagger(TrainablePipe):
             decoding=self._decoding(loaded),
             o_bias=float(self.settings.o_bias),
             score_probs=self._score_probs(predictions.token_probs),
+        )
+
+    def char_entities(
+        self, predictions: BatchPrediction, prediction: EntityPrediction
+    ) -> Optional[CharEntities]:
+        """The batch's entities at exact character offsets (`labels.char_spans`),
+        refining `prediction` (its decoded entities); None without piece
+        probabilities."""
+        encoded = predictions.encoded
+        if predictions.piece_probs is None or encoded.piece_spans is None:
+            return None
+        loaded = self._ensure_loaded()
+        alignment = encoded.alignment
+        temperatures = self._temperatures
+        return char_entities(
+            scheme=loaded.scheme,
+            type_names=map_types(
+                loaded.scheme.entity_types, self.settings.label_map, self.settings.ignore_labels
+            ),
+            spans=prediction.spans,
+            token_scores=prediction.token_scores,
+            cells=piece_cells(
+                alignment.piece,
+                alignment.token,
+                alignment.continues,
+                alignment.marker,
+                encoded.piece_spans,
+                encoded.token_starts,
+                encoded.token_ends,
+            ),
+            piece_probs=predictions.piece_probs,
+            token_starts=encoded.token_starts,
+            token_ends=encoded.token_ends,
+            token_bounds=encoded.token_bounds,
+            char_base=encoded.token_starts - encoded.token_idx,
+            segment_starts=encoded.segment_starts,
+            threshold=self._threshold,
+            o_bias=float(self.settings.o_bias),
+            calibrate=None
+            if temperatures is None
+            else (lambda rows: calibrated_probs(rows, temperatures)),
         )
 
     def _score_probs(self, token_probs: np.ndarray) -> Optional[np.ndarray]:

@@ -116,6 +116,12 @@ class Settings:
         'models, `["pos"]` for UPOS models, `["tag"]` for other tag sets',
     )
     spans_key: str = _setting("hf_ents", 'the `doc.spans` group (scores in `.attrs["scores"]`)')
+    split_tokens: bool = _setting(
+        False,
+        "true: split spaCy tokens where the model's entities begin or end inside them "
+        "(`김태웅이고` → `김태웅` `이고`), so `doc.ents` are exact; changes `len(doc)` "
+        "([exact boundaries](README.md#entities-inside-a-token))",
+    )
     overwrite_ents: bool = _setting(False, "true: model entities replace overlapping existing ones")
     label_map: Dict[str, str] = _setting({}, 'rename types/tags, e.g. `{"PER": "PERSON"}`')
     ignore_labels: List[str] = _setting([], "types to drop (model name or mapped name)")

@@ -35,7 +35,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModelFactory:
     ``tiny_models.training_sentences()`` (sharing one value shares one build).
     """
     root = tmp_path_factory.mktemp("tiny_models")
-    cache: dict[tuple[str, tuple[str, ...], Optional[int], int, str, str], Path] = {}
+    cache: dict[tuple[str, tuple[str, ...], Optional[int], int, str, str, str], Path] = {}
 
     def get(
         family: str,
@@ -44,8 +44,9 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModelFactory:
         train_steps: int = 0,
         recipe: str = "all",
         tagging: str = "iob2",
+        data: str = "default",
     ) -> Path:
-        key = (family, tuple(labels), model_max_length, train_steps, recipe, tagging)
+        key = (family, tuple(labels), model_max_length, train_steps, recipe, tagging, data)
         if key not in cache:
             out_dir = root / f"{family}-{len(cache)}"
             cache[key] = build_tiny_model(
@@ -56,6 +57,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModelFactory:
                 train_steps=train_steps,
                 recipe=recipe,
                 tagging=tagging,
+                data=data,
             )
         return cache[key]
 

@@ -99,3 +99,27 @@ def test_a_model_folder_makes_a_blank_pipeline_and_labels_map(tiny_models):
 def test_models_are_required():
     with pytest.raises(ValueError, match="lang_code"):
         HFTaggerNlpEngine(models=None)
+
+
+def test_entities_inside_a_token_reach_presidio_at_exact_offsets(tiny_models, tmp_path):
+    """`MerkelvisitedParis` is one spaCy token; doc.ents hold it whole as the
+    person (read through its first piece), Presidio gets both names at their
+    characters."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe(
+        "hf_token_tagger",
+        config={"model": str(tiny_models("wordpiece-cased", train_steps=150, data="subtoken"))},
+    )
+    nlp.to_disk(tmp_path / "pipeline")
+    text = "MerkelvisitedParis yesterday."
+    doc = spacy.load(tmp_path / "pipeline")(text)
+    assert [(e.start_char, e.end_char, e.label_) for e in doc.ents] == [(0, 18, "PER")]
+    results = analyzer_for(str(tmp_path / "pipeline")).analyze(
+        text, language="en", entities=ENTITIES
+    )
+    assert sorted((r.start, r.end, r.entity_type) for r in results) == [
+        (0, 6, "PERSON"),
+        (13, 18, "LOCATION"),
+    ]
+    for result in results:
+        assert 0.5 < result.score <= 1.0 and result.score != pytest.approx(0.85)

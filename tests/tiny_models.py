@@ -230,6 +230,28 @@ _EXTRA_CORPUS: list[str] = [
 ]
 
 
+# Entities that begin or end inside a whitespace-delimited word (issue 27): a
+# Korean name with its particle, a Turkish suffix after an apostrophe, glued
+# identifiers, text that lost its spaces, Japanese and Chinese without spaces.
+# Offsets are per character, so a model trained on every piece learns where
+# inside a word the name stops. Their tokenizers learn no merge across an
+# entity's edge (`_corpus`), so a piece never straddles one.
+_SUBTOKEN_ANNOTATED: list[tuple[str, list[tuple[str, str]]]] = [
+    ("김태웅이고 서울에 산다.", [("김태웅", "PER"), ("서울", "LOC")]),
+    ("박지민은 부산에서 왔다.", [("박지민", "PER"), ("부산", "LOC")]),
+    ("Ankara'dan İstanbul'a gittim.", [("Ankara", "LOC"), ("İstanbul", "LOC")]),
+    ("#AngelaMerkel visited Paris.", [("AngelaMerkel", "PER"), ("Paris", "LOC")]),
+    ("MerkelvisitedParis yesterday.", [("Merkel", "PER"), ("Paris", "LOC")]),
+    ("Write to MariaGarcia@Initech today.", [("MariaGarcia", "PER"), ("Initech", "ORG")]),
+    ("安倍晋三は東京に行った。", [("安倍晋三", "PER"), ("東京", "LOC")]),
+    ("习近平访问了北京。", [("习近平", "PER"), ("北京", "LOC")]),
+    ("Sarah lives in Berlin.", [("Sarah", "PER"), ("Berlin", "LOC")]),
+    ("Nobody went there.", []),
+]
+# Training sets by name (`build_tiny_model(data=...)`).
+DATA_SETS: tuple[str, ...] = ("default", "subtoken")
+
+
 def _annotate(text: str, entities: list[tuple[str, str]]) -> list[tuple[int, int, str]]:
     """Turn ``(entity text, type)`` pairs into character spans, searching left to right.
 
@@ -248,19 +270,31 @@ def _annotate(text: str, entities: list[tuple[str, str]]) -> list[tuple[int, int
     return spans
 
 
-def training_sentences() -> list[tuple[str, list[tuple[int, int, str]]]]:
-    """Return the labelled sentences the tiny models memorise when trained.
+def training_sentences(data: str = "default") -> list[tuple[str, list[tuple[int, int, str]]]]:
+    """Return the labelled sentences the tiny models memorise when trained
+    (`data`: one of DATA_SETS).
 
     Each item is ``(text, [(start_char, end_char, label_type), ...])``; label types are
     the bare ``PER``/``LOC``/``ORG`` (no IOB prefix), matching spaCy entity labels. A
     fresh list is returned on every call so callers can mutate it safely.
     """
-    return [(text, _annotate(text, ents)) for text, ents in _ANNOTATED]
+    table = _SUBTOKEN_ANNOTATED if data == "subtoken" else _ANNOTATED
+    return [(text, _annotate(text, ents)) for text, ents in table]
 
 
-def _corpus() -> list[str]:
-    """All text the tokenizers are trained on: the labelled sentences plus extras."""
-    return [text for text, _ in _ANNOTATED] + list(_EXTRA_CORPUS)
+def _corpus(data: str = "default") -> list[str]:
+    """All text the tokenizers are trained on: the labelled sentences plus extras.
+
+    For "subtoken", each sentence is cut at its entities' edges, so no merge
+    is learned across one (the runtime tokenizer still sees whole words)."""
+    if data != "subtoken":
+        return [text for text, _ in _ANNOTATED] + list(_EXTRA_CORPUS)
+    fragments = []
+    for text, spans in training_sentences("subtoken"):
+        edges = sorted({0, len(text), *(e for s, t, _ in spans for e in (s, t))})
+        fragments += [text[a:b] for a, b in zip(edges[:-1], edges[1:]) if text[a:b].strip()]
+    # Twice: WordPiece leaves characters seen once out of its alphabet.
+    return fragments * 2 + [text for text, _ in _ANNOTATED] + list(_EXTRA_CORPUS)
 
 
 # --- Vocabulary learning -----------------------------------------------------------
@@ -992,6 +1026,7 @@ def _train(
     steps: int,
     recipe: str = "all",
     tagging: str = "iob2",
+    data: str = "default",
 ) -> None:
     """Fine-tune ``model`` in place until it memorises :func:`training_sentences`,
     labelling the pieces `recipe` names (see RECIPES) in `tagging` (see TAGGINGS).
@@ -1005,14 +1040,14 @@ def _train(
     label2id: dict[str, int] = dict(model.config.label2id)
     if "O" not in label2id:
         raise ValueError("training needs an 'O' label in the label set")
-    data = training_sentences()
+    sentences = training_sentences(data)
     if tokenizer.pad_token is None:  # GPT-2: pad with any id, the mask hides it
         tokenizer = copy.deepcopy(tokenizer)
         tokenizer.pad_token = tokenizer.eos_token
     # Long sentences (or a tiny ``model_max_length``) are cut into overlapping windows
     # exactly as inference would see them, so any usable capacity can still be trained.
     encoded = tokenizer(
-        [text for text, _ in data],
+        [text for text, _ in sentences],
         padding=True,
         truncation=True,
         max_length=capacity,
@@ -1026,7 +1061,7 @@ def _train(
     for row, sentence in enumerate(encoded["overflow_to_sample_mapping"].tolist()):
         offsets = [(int(s), int(e)) for s, e in encoded["offset_mapping"][row].tolist()]
         special = encoded["special_tokens_mask"][row].tolist()
-        text, spans = data[sentence]
+        text, spans = sentences[sentence]
         label_rows.append(_piece_labels(text, offsets, special, spans, label2id, recipe, tagging))
     labels = torch.tensor(label_rows, dtype=torch.long)
     labels[encoded["attention_mask"] == 0] = -100
@@ -1056,6 +1091,7 @@ def build_tiny_model(
     seed: int = 0,
     recipe: str = "all",
     tagging: str = "iob2",
+    data: str = "default",
 ) -> Path:
     """Build, optionally train, and save a tiny token-classification model.
 
@@ -1069,7 +1105,8 @@ def build_tiny_model(
     ``config.max_position_embeddings`` (32 usable positions, plus 2 for RoBERTa/XLM-R).
     ``train_steps > 0`` fine-tunes the model on :func:`training_sentences`; about 60
     steps memorise them (100 leaves a margin) in a few seconds on one CPU core,
-    with entity labels written in ``tagging`` (``TAGGINGS``: IOB2 or IOB1).
+    with entity labels written in ``tagging`` (``TAGGINGS``: IOB2 or IOB1);
+    ``data`` names the sentences (``DATA_SETS``; "subtoken": entities inside words).
     Vocabularies are learned deterministically and all randomness comes from ``seed``
     (drawn from a forked RNG, so the caller's global torch RNG is untouched): the same
     arguments give byte-identical files. Returns ``out_dir``.
@@ -1088,7 +1125,9 @@ def build_tiny_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     capacity = _SENTINEL_CAPACITY if model_max_length is None else model_max_length
 
-    tokenizer = _TOKENIZER_BUILDERS[family](family, _corpus())
+    if data not in DATA_SETS:
+        raise ValueError(f"unknown data set {data!r}; expected one of {DATA_SETS}")
+    tokenizer = _TOKENIZER_BUILDERS[family](family, _corpus(data))
     if model_max_length is not None:
         tokenizer.model_max_length = model_max_length
 
@@ -1100,7 +1139,7 @@ def build_tiny_model(
             config = _make_config(family, tokenizer, list(labels), capacity)
             model = _MODEL_CLASSES[family](config)
             if train_steps > 0:
-                _train(model, tokenizer, capacity, train_steps, recipe, tagging)
+                _train(model, tokenizer, capacity, train_steps, recipe, tagging, data)
         model.eval()
         with _no_progress_bars():
             model.save_pretrained(out_dir, safe_serialization=True)

@@ -54,6 +54,9 @@ class EncodedBatch:
     # The model's inputs are cut along these: (doc, first piece, end piece),
     # piece indices within the doc; each is windowed on its own.
     segments: List[Tuple[int, int, int]]
+    # Each piece's characters in `text`, trimmed of whitespace (`trim_offsets`):
+    # where the model's entities begin and end (`labels.char_spans`).
+    piece_spans: Optional[np.ndarray] = None
 
     @property
     def n_pieces(self) -> int:
@@ -177,6 +180,7 @@ def encode_batch(
         doc_starts=doc_starts,
         segment_starts=segment_starts,
         segments=segments,
+        piece_spans=trimmed,
     )
 
 
@@ -221,6 +225,8 @@ class BatchPrediction:
     # Brackets, quotes, commas... sharing a piece with a neighbour: never an
     # entity's first or last token (`align.words`, `labels.decoding`).
     edge_punct: Optional[np.ndarray] = None
+    # The model's label probabilities per piece (`labels.char_spans`).
+    piece_probs: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.encoded.token_bounds) - 1

@@ -15,6 +15,9 @@ from spacy.tokens import Doc, Span, SpanGroup, Token
 
 BIO_ATTR = "hf_bio"
 SCORE_ATTR = "hf_score"
+# doc._.hf_char_ents: the model's entities at exact character offsets,
+# a tuple of (start_char, end_char, label, score), as a DocBin gives it back.
+CHAR_ENTS_ATTR = "hf_char_ents"
 
 
 def register_extensions() -> None:
@@ -25,6 +28,8 @@ def register_extensions() -> None:
         Token.set_extension(SCORE_ATTR, default=None)
     if not Span.has_extension(SCORE_ATTR):
         Span.set_extension(SCORE_ATTR, default=None)
+    if not Doc.has_extension(CHAR_ENTS_ATTR):
+        Doc.set_extension(CHAR_ENTS_ATTR, default=None)
 
 
 @dataclass(slots=True)
