@@ -84,7 +84,7 @@ def test_bodies_too_large_or_not_json() -> None:
     with pytest.raises(RequestError) as caught:
         read_json(json.dumps({"text": MARKER * 40}).encode(), LIMITS)
     assert caught.value.status == 413
-    assert caught.value.message.startswith("the request body has over 1,000 bytes (1,094 read)")
+    assert caught.value.message.startswith("the request body has over 1,000 bytes (1,092 read)")
     for body, message in [
         (b'{"text": "' + MARKER.encode() + b'"', "the body is not JSON (Expecting ',' delimiter"),
         (b'{"text": "\xff' + MARKER.encode() + b'"}', "the body is not valid UTF-8 (invalid start"),
