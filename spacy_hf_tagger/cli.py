@@ -357,6 +357,14 @@ def serve_cli(
             '"max_replicas": 8}\' (replaces --replicas)',
         ),
     ] = None,
+    haproxy: Annotated[
+        bool,
+        typer.Option(
+            "--haproxy",
+            help="HTTP through HAProxy straight to the replicas (Ray's experimental "
+            "RAY_SERVE_ENABLE_HA_PROXY; on a local cluster: set it at `ray start` otherwise)",
+        ),
+    ] = False,
     lang: Annotated[
         str, typer.Option("--lang", help="language of the blank pipeline for a model")
     ] = "en",
@@ -368,6 +376,10 @@ def serve_cli(
 
     from spacy.cli._util import parse_config_overrides
 
+    if haproxy:
+        # Read when Ray Serve is imported, here and in the cluster's processes,
+        # which inherit it from this one when it starts the cluster.
+        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
     try:
         from .serve.bodies import Limits
         from .serve.deployment import build_app
