@@ -4,10 +4,11 @@
     convert          CoNLL/IOB or CoNLL-U to .spacy training data
     precision-check  speed and agreement with float32 of reduced precision
     calibrate        fit the temperature of entity scores on a dev set
+    serve            serve a pipeline over HTTP on Ray Serve, replicas batching requests
 
 Each command parses its arguments and prints; the work is done by the module
 it names (`jobs.corpus`, `training.convert`, `jobs.precision_check`,
-`jobs.calibrate`). Modules
+`jobs.calibrate`, `serve`). Modules
 load when their command runs, so `convert` never imports transformers.
 """
 
@@ -294,6 +295,126 @@ def calibrate_cli(
         _fail(str(err) if isinstance(err, ValueError) else f"calibrate failed: {err}", 1)
     for line in report_lines(result):
         print(line)
+
+
+@app.command(
+    "serve",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def serve_cli(
+    ctx: typer.Context,
+    pipeline: Annotated[
+        str,
+        typer.Argument(
+            help="pipeline folder (readable on every node), installed pipeline, "
+            "or HF model folder / id"
+        ),
+    ],
+    replicas: Annotated[int, typer.Option("--replicas", help="replicas, each loading it")] = 1,
+    host: Annotated[
+        str, typer.Option("--host", help="address to listen on (0.0.0.0: every interface)")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="HTTP port")] = 8000,
+    max_batch_size: Annotated[
+        int, typer.Option("--max-batch-size", help="texts per nlp.pipe batch in a replica")
+    ] = 32,
+    batch_wait_ms: Annotated[
+        float,
+        typer.Option("--batch-wait-ms", help="how long a batch waits for more texts"),
+    ] = 5.0,
+    device: Annotated[
+        Optional[str], typer.Option("--device", help="hf_token_tagger device")
+    ] = None,
+    dtype: Annotated[Optional[str], typer.Option("--dtype", help="hf_token_tagger dtype")] = None,
+    num_cpus: Annotated[
+        float, typer.Option("--num-cpus", help="CPUs per replica (torch threads)")
+    ] = 1.0,
+    num_gpus: Annotated[float, typer.Option("--num-gpus", help="GPUs per replica")] = 0.0,
+    max_ongoing_requests: Annotated[
+        int, typer.Option("--max-ongoing-requests", help="requests a replica holds at once")
+    ] = 64,
+    max_queued_requests: Annotated[
+        int,
+        typer.Option("--max-queued-requests", help="requests queued per proxy before a 503"),
+    ] = 256,
+    request_timeout_s: Annotated[
+        float, typer.Option("--request-timeout-s", help="end-to-end limit per request (408)")
+    ] = 60.0,
+    max_text_chars: Annotated[
+        int, typer.Option("--max-text-chars", help="longest text a request may hold (413)")
+    ] = 100_000,
+    max_texts: Annotated[
+        int, typer.Option("--max-texts", help="most texts per request (413)")
+    ] = 256,
+    max_request_bytes: Annotated[
+        int, typer.Option("--max-request-bytes", help="largest request body (413)")
+    ] = 4_000_000,
+    autoscaling: Annotated[
+        Optional[str],
+        typer.Option(
+            "--autoscaling",
+            help='Serve autoscaling_config as JSON, e.g. \'{"min_replicas": 1, '
+            '"max_replicas": 8}\' (replaces --replicas)',
+        ),
+    ] = None,
+    haproxy: Annotated[
+        bool,
+        typer.Option(
+            "--haproxy",
+            help="HTTP through HAProxy straight to the replicas (Ray's experimental "
+            "RAY_SERVE_ENABLE_HA_PROXY; on a local cluster: set it at `ray start` otherwise)",
+        ),
+    ] = False,
+    lang: Annotated[
+        str, typer.Option("--lang", help="language of the blank pipeline for a model")
+    ] = "en",
+) -> None:
+    """Serve the pipeline over HTTP on Ray Serve (the cluster in RAY_ADDRESS, else a
+    local one) until SIGINT/SIGTERM: POST {"text": ...} or {"texts": [...]} to /.
+    Extra --section.key value arguments override the pipeline's config."""
+    import json
+
+    from spacy.cli._util import parse_config_overrides
+
+    if haproxy:
+        # Read when Ray Serve is imported, here and in the cluster's processes,
+        # which inherit it from this one when it starts the cluster.
+        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+    try:
+        from .serve.bodies import Limits
+        from .serve.deployment import build_app
+        from .serve.runner import serve_until_stopped
+    except ImportError as err:
+        _fail(str(err), 1)
+    try:
+        scaling = json.loads(autoscaling) if autoscaling else None
+        if scaling is not None and not isinstance(scaling, dict):
+            raise ValueError("--autoscaling must be a JSON object.")
+        app_ = build_app(
+            pipeline,
+            replicas=replicas,
+            lang=lang,
+            overrides=parse_config_overrides(ctx.args),
+            device=device,
+            dtype=dtype,
+            limits=Limits(max_text_chars, max_texts, max_request_bytes),
+            max_batch_size=max_batch_size,
+            batch_wait_ms=batch_wait_ms,
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            max_ongoing_requests=max_ongoing_requests,
+            max_queued_requests=max_queued_requests,
+            autoscaling=scaling,
+        )
+        number = serve_until_stopped(
+            app_, host=host, port=port, request_timeout_s=request_timeout_s
+        )
+    except (ValueError, OSError) as err:  # json.JSONDecodeError is a ValueError
+        _fail(f"serve: {err}", 1)
+    except RuntimeError as err:  # a deployment that failed to start (Serve's message)
+        _fail(f"serve: the deployment did not start: {type(err).__name__}: {err}", 1)
+    if number:
+        raise typer.Exit(128 + number)
 
 
 def main(argv: Optional[Iterable[str]] = None) -> None:

@@ -15,6 +15,7 @@ __all__ = [
     "LabelSchemeError",
     "ModelLoadError",
     "OutputError",
+    "RequestError",
 ]
 
 
@@ -55,3 +56,18 @@ class JobInterrupted(Exception):
 
 class OutputError(ValueError):
     """The output cannot hold what the job produced, said for a person."""
+
+
+class RequestError(ValueError):
+    """A request to the Ray Serve deployment that cannot be answered: `status`
+    is the HTTP status it gets (413 too large, 422 not a request it reads),
+    the message says which limit or field, with counts, never the text."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def __reduce__(self) -> tuple:
+        # Raised in a replica and re-raised in the caller of a handle: Ray pickles it.
+        return (type(self), (self.status, self.message))

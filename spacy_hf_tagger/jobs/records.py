@@ -204,6 +204,15 @@ def _from_object(obj: Dict[str, Any], place: _Place, keys: _Keys) -> Union[Recor
     return Record(place.position, record_id, text, {k: obj.get(k) for k in keys.keep})
 
 
+def record_from_object(
+    obj: Dict[str, Any], position: int, *, text_key: str = "text", id_key: str = "id"
+) -> Union[Record, BadRecord]:
+    """A JSON object that is not a line of a file (a request to the server) as
+    a record, checked as a JSONL line is; its id stays None when it has none."""
+    place = _Place(position, "request", position, None)
+    return _from_object(obj, place, _Keys(text_key, id_key, ()))
+
+
 def _parquet_file(path: Path) -> Any:
     try:
         import pyarrow.parquet as pq

@@ -1,0 +1,93 @@
+"""`spacy-hf-tagger serve` as an operator runs it: one command, in the
+foreground, answering on 127.0.0.1, then SIGTERM and a clean exit.
+
+Why: the command must start its own local cluster when RAY_ADDRESS is unset,
+serve the rows, and on SIGTERM delete its application, stop the cluster it
+started and exit with 128 + 15, within bounded time (no orphaned server).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray.serve", reason="Ray Serve not installed (pip install '.[serve]')")
+
+START_LIMIT = 120.0
+STOP_LIMIT = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def post(port: int, body: dict) -> tuple[int, object]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/",
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode("utf8", "replace")
+
+
+def test_serve_runs_in_the_foreground_and_stops_cleanly_on_sigterm(tiny_models) -> None:
+    model = tiny_models("wordpiece-cased", train_steps=100)
+    port = free_port()
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: socket paths
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
+    env.pop("RAY_ADDRESS", None)
+    command = [sys.executable, "-m", "spacy_hf_tagger", "serve", str(model), "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--replicas", "1", "--num-cpus", "1", "--max-ongoing-requests", "32"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + START_LIMIT
+        answer = None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                answer = post(port, {"text": "John Smith visited Berlin.", "id": 1})
+            except OSError:  # not listening yet
+                answer = None
+            # Serve's proxy listens before the application is deployed: 404 or 503 till then.
+            if answer is not None and answer[0] not in (404, 503):
+                break
+            time.sleep(0.5)
+        assert answer is not None, f"no answer within {START_LIMIT:.0f} s"
+        status, row = answer
+        assert status == 200, row
+        assert isinstance(row, dict) and list(row) == ["id", "ents"] and row["id"] == 1
+
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=STOP_LIMIT)
+        assert process.returncode == 128 + signal.SIGTERM, output[-3000:]
+        assert "Serving at http://127.0.0.1:" in output
+        assert "SIGTERM: shutting down." in output
+        with pytest.raises(OSError):
+            post(port, {"text": "After the end."})
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=STOP_LIMIT)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
