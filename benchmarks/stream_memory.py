@@ -76,6 +76,23 @@ def rss_mib() -> float:
         return psutil.Process().memory_info().rss / MIB
 
 
+def status_mib(field: str) -> Optional[float]:
+    """A memory field of /proc/self/status (in kB there) in MiB, or None."""
+    try:
+        with open("/proc/self/status") as status:
+            found = re.search(rf"^{field}:\s+(\d+) kB", status.read(), re.M)
+    except OSError:
+        return None
+    return int(found.group(1)) / 1024 if found else None
+
+
+def rss_file_mib() -> Optional[float]:
+    """The file-backed part of this process's RSS now (RssFile): mapped files'
+    pages, such as model weights mapped from model.safetensors, which the
+    kernel can drop under memory pressure and read again."""
+    return status_mib("RssFile")
+
+
 def reset_peak() -> bool:
     """Reset the kernel's high-water mark of this process's RSS (Linux >= 4.0)."""
     try:
@@ -88,12 +105,7 @@ def reset_peak() -> bool:
 
 def peak_mib() -> Optional[float]:
     """The kernel's high-water mark of this process's RSS (VmHWM)."""
-    try:
-        with open("/proc/self/status") as status:
-            found = re.search(r"^VmHWM:\s+(\d+) kB", status.read(), re.M)
-    except OSError:
-        return None
-    return int(found.group(1)) / 1024 if found else None
+    return status_mib("VmHWM")
 
 
 def cpu_model() -> str:
@@ -121,6 +133,7 @@ class Meter:
         self.peak_reset = False
         self.sampled_max = 0.0
         self.at: Dict[float, float] = {}
+        self.file_backed: Optional[float] = None
         self.trace: List[tuple] = []
         self.keep_trace = False
         self._lock = threading.Lock()
@@ -158,6 +171,7 @@ class Meter:
             for mark in MARKS:
                 if mark not in self.at and fraction >= mark:
                     self.at[mark] = rss = rss_mib()
+                    self.file_backed = rss_file_mib()
                     print(
                         f"  [{self.label}] {mark:4.0%} mark: {self.done:,} records "
                         f"({fraction:.0%}), {time.perf_counter() - self.start:.0f} s, "
@@ -172,6 +186,7 @@ class Meter:
             "max": max(self.sampled_max, peak or 0.0),
             "max_from": "kernel high-water mark" if peak is not None else "sampler",
             "at": dict(self.at),
+            "file_backed": self.file_backed,
             "seconds": self.seconds,
             "records": self.done,
             "trace": self.trace,
@@ -448,6 +463,13 @@ def report(results: Dict[str, Dict[str, Any]], words: int, growth_bar: float) ->
             f"ours +{above['ours']:,.0f} MiB; loaded, ours - bare: {fixed:+,.0f} MiB "
             f"(imports {results['ours']['imports'] - results['bare']['imports']:+,.0f})"
         )
+        files = {s: results[s].get("file_backed") for s in ("bare", "ours")}
+        if None not in files.values():
+            print(
+                f"  file-backed pages at the end (RssFile: mapped files, e.g. weights mapped "
+                f"from model.safetensors; dropped under memory pressure): bare "
+                f"{files['bare']:,.0f}, ours {files['ours']:,.0f} MiB"
+            )
     for system, r in results.items():
         growth = r["growth"]
         if growth is None:
