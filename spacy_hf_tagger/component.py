@@ -358,15 +358,16 @@ class HFTokenTagger(TrainablePipe):
             return doc
 
     def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
-        """Annotate a stream of docs, in chunks of at least `PIPE_FILL` docs
-        whatever `batch_size` spaCy passes, and (without overlap) of about
-        `PIPE_CHUNK_CALLS` full forward calls of text.
+        """Annotate a stream of docs in chunks cut by their text, whatever
+        `batch_size` spaCy passes: without overlap, of about `PIPE_CHUNK_CALLS`
+        full forward calls of text and at least `PIPE_FILL` docs; with
+        `overlap` (on for CUDA GPUs), of about `OVERLAP_CHUNK_CALLS` calls,
+        the next prepared while the model runs this one (see `overlap`). Either
+        way at most `PIPE_MAX_DOCS` docs (or `batch_size`, when larger).
 
         `spacy apply` passes 1 by default; one doc per forward call would run
         at a fraction of the speed, and forward batches are best cut from many
-        docs sorted by length (see `forward.model_batches`). With `overlap`
-        (on for CUDA GPUs), the next chunk is prepared while the model runs this
-        one (see `overlap`).
+        docs sorted by length (see `forward.model_batches`).
         """
         error_handler = self.get_error_handler()
         fill = max(int(batch_size), PIPE_FILL)

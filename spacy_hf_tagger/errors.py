@@ -60,8 +60,10 @@ class OutputError(ValueError):
 
 class RequestError(ValueError):
     """A request to the Ray Serve deployment that cannot be answered: `status`
-    is the HTTP status it gets (413 too large, 422 not a request it reads),
-    the message says which limit or field, with counts, never the text."""
+    is the HTTP status it gets (405 not a POST, 413 too large, 422 not a
+    request it reads, 500 the pipeline or the replica failed on it); the
+    message says which limit, field or exception type, with counts, never
+    the text."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)

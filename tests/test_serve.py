@@ -337,3 +337,75 @@ def test_the_health_check_fails_when_the_model_cannot_run(
     monkeypatch.setattr(component, "_forward", broken)
     with pytest.raises(RuntimeError, match=r"cannot annotate the health-check text \(Runtime"):
         asyncio.run(replica.check_health())
+
+
+def test_a_busy_replica_is_healthy_and_only_a_stuck_batch_fails_the_check(
+    model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probe would wait behind a long batch past Serve's timeout: while a
+    batch runs, the check answers at once, unless the batch runs past
+    STUCK_BATCH_S."""
+    from spacy_hf_tagger.serve import deployment
+
+    replica = TaggerReplica(str(model), threads=1)
+    component = replica.nlp.get_pipe("hf_token_tagger")
+    forward = component._forward
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(1.5)
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(component, "_forward", slow)
+    with ThreadPoolExecutor(1) as pool:
+        batch = pool.submit(replica._pipe, ["John Smith lives in Berlin."] * 4)
+        while replica._batch_started is None and not batch.done():
+            time.sleep(0.01)
+        started = time.perf_counter()
+        asyncio.run(replica.check_health())
+        assert time.perf_counter() - started < 0.5  # answered, not queued behind the batch
+        monkeypatch.setattr(deployment, "STUCK_BATCH_S", 0.0)
+        time.sleep(0.05)
+        with pytest.raises(RuntimeError, match=r"a batch has run for \d+ s .*looks stuck"):
+            asyncio.run(replica.check_health())
+        docs = batch.result(timeout=30)
+    assert [len(doc.ents) for doc in docs] == [2, 2, 2, 2]
+    assert replica._batch_started is None
+
+
+def test_a_text_that_fails_the_pipeline_fails_alone_and_errors_hold_no_text(
+    model: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from spacy_hf_tagger.serve import deployment
+
+    replica = TaggerReplica(str(model), threads=1)
+    component = replica.nlp.get_pipe("hf_token_tagger")
+    annotate = component.set_annotations
+
+    def refuse_marker(docs: Any, predictions: Any) -> None:
+        if any(MARKER in doc.text for doc in docs):
+            raise ValueError(f"cannot write {MARKER}")
+        annotate(docs, predictions)
+
+    monkeypatch.setattr(component, "set_annotations", refuse_marker)
+    texts = ["John Smith lives in Berlin.", f"{MARKER} lives in Paris.", "Anna met Bob."]
+    with caplog.at_level("DEBUG"):
+        out = replica._pipe(texts)
+    assert [type(doc).__name__ for doc in out] == ["Doc", "_Failed", "Doc"]
+    assert out[1] == deployment._Failed("ValueError")
+    assert [(e.text, e.label_) for e in out[0].ents] == [("John Smith", "PER"), ("Berlin", "LOC")]
+
+    # An error outside the pipeline's own (here: building the row) is a 500
+    # by its type alone, on the handle path too.
+    def broken_row(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError(MARKER)
+
+    monkeypatch.setattr(component, "set_annotations", annotate)
+    monkeypatch.setattr(deployment, "response_row", broken_row)
+    monkeypatch.setattr(
+        TaggerReplica, "_answer", lambda self, query: deployment.response_row(query, None, False)
+    )
+    with caplog.at_level("DEBUG"), pytest.raises(RequestError) as raised:
+        asyncio.run(replica.annotate({"text": MARKER}))
+    assert raised.value.status == 500
+    assert "KeyError" in raised.value.message and MARKER not in raised.value.message
+    assert MARKER not in caplog.text

@@ -296,6 +296,7 @@ def char_entities(
             piece_probs=piece_probs,
             tables=tables,
             calibrate=calibrate,
+            **geometry,
         )
     found = _with_varying_tokens(
         tables=tables,

@@ -48,17 +48,15 @@ def exact_prediction(
         counts["ents_widened"] += held
         counts["ents_dropped_in_token"] += dropped
         return decoded, counts, False
-    changed = False
+    offsets = [edge for start, end, _, _ in ents for edge in (start, end)]
+    report = split_at(doc, offsets, overwrite_ents=overwrite_ents)
+    counts["tokens_split"] += report.tokens_split
+    counts["token_splits_skipped"] += report.skipped
+    changed = report.tokens_split > 0
     starts, ends = token_starts, token_ends
-    if split_tokens:
-        offsets = [edge for start, end, _, _ in ents for edge in (start, end)]
-        report = split_at(doc, offsets, overwrite_ents=overwrite_ents)
-        counts["tokens_split"] += report.tokens_split
-        counts["token_splits_skipped"] += report.skipped
-        if report.tokens_split:
-            changed = True
-            starts = doc.to_array("IDX").astype(np.int64)
-            ends = starts + doc.to_array("LENGTH").astype(np.int64)
+    if changed:
+        starts = doc.to_array("IDX").astype(np.int64)
+        ends = starts + doc.to_array("LENGTH").astype(np.int64)
     spans, snapped = snap_to_tokens(ents, starts, ends)
     counts["ents_widened"] += snapped.widened
     counts["ents_narrowed"] += snapped.narrowed

@@ -22,6 +22,7 @@ reported as the conflict it is.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
@@ -30,16 +31,16 @@ from spacy.tokens import Doc, Span, SpanGroup, Token
 
 # What a split token hands to each of its parts, when the doc has it.
 _INHERITED = ("TAG", "POS", "MORPH")
+# spaCy's dependency label for a token split off a word (its parser's own).
+SUBTOKEN_DEP = "subtok"
 
 
 @dataclass
 class SplitReport:
-    """Boundaries inside tokens: how many tokens were split, into how many
-    parts in all, and how many boundaries were skipped (a token in an
-    earlier component's entity)."""
+    """Boundaries inside tokens: how many tokens were split, and how many
+    boundaries were skipped (a token in an earlier component's entity)."""
 
     tokens_split: int = 0
-    parts: int = 0
     skipped: int = 0
 
 
@@ -69,6 +70,9 @@ def split_at(doc: Doc, offsets: Sequence[int], *, overwrite_ents: bool) -> Split
     if not cuts:
         return report
     ents = [(e.start_char, e.end_char, e.label, e.kb_id, e.id) for e in doc.ents]
+    # Characters of tokens with no entity annotation (not even O): their
+    # parts stay without one.
+    unannotated = [(t.idx, t.idx + len(t)) for t in doc if t.ent_iob == 0]
     groups = {
         name: (
             [(s.start_char, s.end_char, s.label, s.kb_id, s.id) for s in group],
@@ -95,7 +99,6 @@ def split_at(doc: Doc, offsets: Sequence[int], *, overwrite_ents: bool) -> Split
             )
             starts.append((token.idx, token.is_sent_start, token_cuts))
             report.tokens_split += 1
-            report.parts += len(orths)
     if not parsed:
         # The parts after the first hold what was in memory; a parse sets
         # sentence starts through heads instead.
@@ -104,7 +107,13 @@ def split_at(doc: Doc, offsets: Sequence[int], *, overwrite_ents: bool) -> Split
             by_char[first].is_sent_start = sent_start
             for offset in later:
                 by_char[offset].is_sent_start = False if sentences else None
-    doc.set_ents([_span(doc, saved) for saved in ents])
+    doc.set_ents(
+        [_span(doc, saved) for saved in ents],
+        missing=[doc[t.i : t.i + 1] for t in doc if _inside(t.idx, unannotated)]
+        if unannotated
+        else None,
+        default="outside",
+    )
     for name, (spans, attrs) in groups.items():
         group = SpanGroup(
             doc,
@@ -121,8 +130,16 @@ def _span(doc: Doc, saved: Tuple[int, int, int, int, int]) -> Span:
     (its edges were token edges and a split moves none)."""
     start, end, label, kb_id, span_id = saved
     span = doc.char_span(start, end, label=label, kb_id=kb_id, span_id=span_id)
-    assert span is not None, f"chars {start}-{end} no longer on token edges after a split"
+    if span is None:  # a split cuts tokens inside, never at a saved span's edge
+        raise RuntimeError(f"chars {start}-{end} are no longer on token edges after a split")
     return span
+
+
+def _inside(offset: int, ranges: Sequence[Tuple[int, int]]) -> bool:
+    """Whether `offset` falls in one of the (start, end) character `ranges`
+    (sorted, as a doc's tokens are)."""
+    k = bisect.bisect_right(ranges, offset, key=lambda r: r[0]) - 1
+    return k >= 0 and ranges[k][0] <= offset < ranges[k][1]
 
 
 def _heads(token: Token, n: int, parsed: bool) -> List[object]:
@@ -147,7 +164,9 @@ def _attrs(
         value = str(token.morph) if attr == "MORPH" else getattr(token, f"{attr.lower()}_")
         attrs[attr] = [value] * n
     if parsed:
-        attrs["DEP"] = [token.dep_] + ["subtok"] * (n - 1)
+        # The retokenizer stores the label's hash: the string must be known.
+        token.vocab.strings.add(SUBTOKEN_DEP)
+        attrs["DEP"] = [token.dep_] + [SUBTOKEN_DEP] * (n - 1)
     if has_lemma:
         attrs["LEMMA"] = [token.lemma_ if n == 1 else orth for orth in orths]
     return attrs

@@ -13,8 +13,14 @@ Why this shape:
 - A batch that fails is run again one text at a time, so only the request
   holding the text that fails gets the error (500, with the exception type).
 - The health check runs a fixed probe text through the pipeline unless a
-  batch succeeded since the last check: a replica whose model cannot run is
-  restarted by Serve, and a busy one is not slowed by probes.
+  batch succeeded since the last check or one is running: a replica whose
+  model cannot run is restarted by Serve, and a busy one is neither slowed by
+  probes nor restarted for being busy (a probe would wait behind a long
+  batch past Serve's timeout). Only a batch running longer than
+  `STUCK_BATCH_S` fails the check.
+- An error that is not the request's fault answers 500 with the exception's
+  type alone: Serve's own handler would log the exception's message, which a
+  library may fill with the text.
 - Nothing here logs or raises a request's text: errors name positions,
   counts and exception types.
 """
@@ -24,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -50,6 +57,10 @@ logger = logging.getLogger(__name__)
 # Not a user's text: what the health check annotates when no batch ran.
 PROBE_TEXT = "Health check of the pipeline."
 DEPLOYMENT_NAME = "HFTagger"
+# A batch running longer than this fails the health check: the replica is
+# taken as stuck (the longest batch, 32 texts of 100,000 characters, runs in
+# about a minute on one CPU core at float32).
+STUCK_BATCH_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,7 @@ class TaggerReplica:
         self.limits = limits
         self.batch_sizes: Counter[int] = Counter()
         self._ran_since_check = False
+        self._batch_started: Optional[float] = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="hf-tagger-batch")
         self._annotate.set_max_batch_size(max_batch_size)
         self._annotate.set_batch_wait_timeout_s(batch_wait_ms / 1000)
@@ -99,19 +111,25 @@ class TaggerReplica:
 
     def _pipe(self, texts: List[str]) -> List[Union[Doc, _Failed]]:
         self.batch_sizes[len(texts)] += 1
+        self._batch_started = time.monotonic()
         try:
-            docs: List[Union[Doc, _Failed]] = list(self.nlp.pipe(texts, batch_size=len(texts)))
-        except Exception as err:
-            logger.warning(
-                "a batch of %d texts failed (%s); annotating each alone",
-                len(texts),
-                type(err).__name__,
-            )
-            docs = [self._one(text, position) for position, text in enumerate(texts)]
-            if all(isinstance(doc, _Failed) for doc in docs):
-                return docs
-        self._ran_since_check = True
-        return docs
+            try:
+                docs: List[Union[Doc, _Failed]] = list(
+                    self.nlp.pipe(texts, batch_size=len(texts))
+                )
+            except Exception as err:
+                logger.warning(
+                    "a batch of %d texts failed (%s); annotating each alone",
+                    len(texts),
+                    type(err).__name__,
+                )
+                docs = [self._one(text, position) for position, text in enumerate(texts)]
+                if all(isinstance(doc, _Failed) for doc in docs):
+                    return docs
+            self._ran_since_check = True
+            return docs
+        finally:
+            self._batch_started = None
 
     def _one(self, text: str, position: int) -> Union[Doc, _Failed]:
         try:
@@ -139,8 +157,14 @@ class TaggerReplica:
     async def annotate(self, request: Dict[str, Any]) -> Any:
         """For deployment handles: `request` as the HTTP body would be
         (`{"text": ..., "id": ...}` or `{"texts": [...]}`, `"tokens": true`
-        optional); the row, or the list of rows. Raises `RequestError`."""
-        return await self._answer(parse_query(request, self.limits, self.length_limit))
+        optional); the row, or the list of rows. Raises `RequestError` (any
+        other error as one of status 500, by its type alone)."""
+        try:
+            return await self._answer(parse_query(request, self.limits, self.length_limit))
+        except RequestError:
+            raise
+        except Exception as err:
+            raise _internal_error(err) from None
 
     async def __call__(self, request: Request) -> JSONResponse:
         try:
@@ -153,18 +177,31 @@ class TaggerReplica:
             return JSONResponse(await self._answer(query))
         except RequestError as err:
             return JSONResponse({"error": err.message}, status_code=err.status)
+        except Exception as err:
+            failure = _internal_error(err)
+            return JSONResponse({"error": failure.message}, status_code=failure.status)
 
     def stats(self) -> Dict[str, Any]:
         """This replica's process id and how many batches of each size it ran
         (Serve's `serve_actual_batch_size` metric has them per deployment)."""
+        sizes = dict(self.batch_sizes)  # one copy: the batch thread adds sizes
         return {
             "pid": os.getpid(),
-            "batch_sizes": dict(self.batch_sizes),
-            "texts": sum(size * n for size, n in self.batch_sizes.items()),
+            "batch_sizes": sizes,
+            "texts": sum(size * n for size, n in sizes.items()),
         }
 
     async def check_health(self) -> None:
         """Serve calls this every `health_check_period_s`; raising restarts the replica."""
+        started = self._batch_started
+        if started is not None:
+            running = time.monotonic() - started
+            if running <= STUCK_BATCH_S:
+                return  # the model is running: busy, not broken
+            raise RuntimeError(
+                f"a batch has run for {running:.0f} s (over {STUCK_BATCH_S:.0f} s): "
+                "the replica looks stuck."
+            )
         if self._ran_since_check:
             self._ran_since_check = False
             return
@@ -260,4 +297,15 @@ def build_app(
         max_batch_size=max_batch_size,
         batch_wait_ms=batch_wait_ms,
         threads=max(1, int(num_cpus)),
+    )
+
+
+def _internal_error(err: Exception) -> RequestError:
+    """A 500 for an error that is not the request's fault, logged and
+    answered by its type alone (its message may hold the text)."""
+    logger.error("a request failed inside the replica (%s)", type(err).__name__)
+    return RequestError(
+        500,
+        f"the replica failed on this request ({type(err).__name__}); its log has the "
+        "exception type.",
     )
