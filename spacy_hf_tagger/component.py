@@ -108,10 +108,13 @@ PIPE_MAX_DOCS = 4096
 # With overlap, chunks of about this many full forward calls of text: the
 # device runs one while the CPU prepares the next and writes the last, and
 # only the first chunk's preparation and the last one's writing are never
-# hidden. Measured on an Intel Xeon with AMX at bf16 (benchmarks/speed.py, a
-# replayed model sleeping as long as the glue): 1.63x / 1.61x (documents /
-# sentences) with one call a chunk; two or more pad more or fill longer.
-OVERLAP_CHUNK_CALLS = 1
+# hidden. Under one: characters only estimate subwords, and a chunk of one
+# call's worth often spilled into a second, near-empty call. Measured on an
+# Intel Xeon with AMX at bf16 (a replayed model sleeping per position as long
+# as the glue, best of 3, documents / sentences): 0.5 of a call 1.61x /
+# 1.62x, 0.6 1.64x / 1.70x, 0.75 1.68x / 1.68x and 1.59x / 1.72x, 0.9
+# 1.55x / 1.64x, 1 1.56x / 1.59x, 2 1.41x / 1.45x.
+OVERLAP_CHUNK_CALLS = 0.75
 HOST = torch.device("cpu")
 
 __all__ = ["AnnotationConflictError", "ConfigError", "HFTokenTagger", "make_hf_token_tagger"]
@@ -385,7 +388,7 @@ class HFTokenTagger(TrainablePipe):
             yield from self._pipe_plain(chunks, error_handler)
             return
         chunks = doc_chunks(
-            stream, max(fill, PIPE_MAX_DOCS), OVERLAP_CHUNK_CALLS * call_chars, _text_length
+            stream, max(fill, PIPE_MAX_DOCS), int(OVERLAP_CHUNK_CALLS * call_chars), _text_length
         )
         for docs, outcome in run_overlapped(
             chunks,

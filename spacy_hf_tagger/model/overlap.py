@@ -15,8 +15,8 @@ are built on the host and moved to the device in the device thread, so the
 copies run on the stream the forward pass reads them from.
 
 Chunks are cut by text, not by a count of docs (`doc_chunks`): overlapping
-needs several chunks, and a chunk of about one full forward call of text
-keeps the device fed and fills its calls.
+needs several chunks, and a chunk of a little under one full forward call
+of text keeps the device fed and fills its call.
 """
 
 from __future__ import annotations
