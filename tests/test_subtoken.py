@@ -233,3 +233,21 @@ def test_snap_rule_on_arrays() -> None:
     spans, counts = snap_to_tokens([(1, 10, "A", 0.5)], starts, ends)
     assert spans == [(0, 2, "A", 0.5)]  # 3 of 4 in, 2 of 5 out
     assert (counts.widened, counts.narrowed, counts.dropped) == (1, 1, 0)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_char_entities_under_the_threshold_are_dropped_and_counted(
+    model_dirs: Dict[str, Path], family: str
+) -> None:
+    """Sentence 4 has two exact entities with an edge inside a token (one held
+    by a decoded entity, one not: `SNAPPED`); under a threshold no score
+    reaches, both are left out of `hf_char_ents` and counted, and the decoded
+    entity is dropped as any entity under the threshold is."""
+    text, gold = SENTENCES[4]
+    nlp = _nlp(model_dirs[family], 4, threshold=1.0)
+    tagger = nlp.get_pipe("hf_token_tagger")
+    doc = nlp(text)
+    assert doc._.hf_char_ents == ()
+    assert list(doc.ents) == []
+    assert tagger.counters["char_ents_below_threshold"] == len(gold) == 2
+    assert tagger.counters["ents_below_threshold"] == 1
