@@ -120,3 +120,7 @@ def test_rows_are_those_annotate_writes_with_the_id_only_when_given(tiny_models)
 def test_limits_must_be_positive_integers() -> None:
     with pytest.raises(ValueError, match="max_texts must be a positive integer, got 0"):
         Limits(max_texts=0)
+    with pytest.raises(ValueError, match="max_text_chars must be a positive integer, got True"):
+        Limits(max_text_chars=True)
+    with pytest.raises(ValueError, match=r"max_request_bytes must be a positive integer, got 1\.5"):
+        Limits(max_request_bytes=1.5)  # type: ignore[arg-type]

@@ -40,7 +40,7 @@ class Limits:
     def __post_init__(self) -> None:
         for name in ("max_text_chars", "max_texts", "max_request_bytes"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
 
