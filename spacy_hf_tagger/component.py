@@ -449,6 +449,7 @@ class HFTokenTagger(TrainablePipe):
             shape.subwords,
             pack=True,
             device=HOST,
+            call_overhead=shape.call_overhead,
         )
         if materialize:
             batches = list(batches)

@@ -173,12 +173,13 @@ def test_batch_shape_follows_precision_and_cpu() -> None:
     amx = frozenset({"avx512_bf16", "amx_bf16"})
     no_amx = frozenset({"avx512_bf16"})
     # AMX at bf16: many windows, few positions a call; elsewhere 32 windows.
-    assert batch_shape_for("cpu", "bfloat16", flags=amx) == BatchShape(256, 4096)
+    # AMX at bf16 also splits padded batches only where that saves 160 positions.
+    assert batch_shape_for("cpu", "bfloat16", flags=amx) == BatchShape(256, 4096, 160)
     assert batch_shape_for("cpu", "bfloat16", flags=no_amx) == BatchShape(32, 16384)
     assert batch_shape_for("cpu", "float32", flags=amx) == BatchShape(32, 16384)
     assert batch_shape_for("cpu", "int8", flags=amx) == BatchShape(32, 16384)
     assert batch_shape_for("cuda", "bfloat16", flags=amx) == BatchShape(32, 16384)
     # A set value wins everywhere, each on its own.
-    assert batch_shape_for("cpu", "bfloat16", 7, flags=amx) == BatchShape(7, 4096)
-    assert batch_shape_for("cpu", "bfloat16", None, 100, flags=amx) == BatchShape(256, 100)
+    assert batch_shape_for("cpu", "bfloat16", 7, flags=amx) == BatchShape(7, 4096, 160)
+    assert batch_shape_for("cpu", "bfloat16", None, 100, flags=amx) == BatchShape(256, 100, 160)
     assert batch_shape_for("cuda", "float16", 7, 40) == BatchShape(7, 40)
