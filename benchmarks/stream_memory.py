@@ -395,7 +395,6 @@ def probe(model: str, dtype: str) -> Dict[str, Any]:
     from spacy_hf_tagger import component
     from spacy_hf_tagger.jobs.corpus import LOCAL_CHUNK
     from spacy_hf_tagger.jobs.pipelines import load_pipeline
-    from spacy_hf_tagger.model.overlap import CHARS_PER_SUBWORD
 
     nlp = load_pipeline(model, dtype=dtype)
     pipe = nlp.get_pipe(TAGGER)
@@ -407,8 +406,7 @@ def probe(model: str, dtype: str) -> Dict[str, Any]:
         "batch_subwords": pipe._batch_shape.subwords,
         # How `pipe` chunks docs without overlap (component.pipe).
         "pipe_chunk_chars": component.PIPE_CHUNK_CALLS
-        * min(pipe._batch_shape.windows * loaded.content_length, pipe._batch_shape.subwords)
-        * CHARS_PER_SUBWORD,
+        * pipe._batch_shape.call_chars(loaded.content_length),
         "pipe_max_docs": component.PIPE_MAX_DOCS,
         "max_length": loaded.content_length + 2,
         "stride": loaded.stride,

@@ -27,6 +27,13 @@ from .jobs.corpus import LOCAL_CHUNK, RAY_CHUNK
 
 app = typer.Typer(add_completion=False, help="spacy-hf-tagger command-line tools.")
 
+# Options several commands take, alike.
+LangOption = Annotated[
+    str, typer.Option("--lang", help="language of the blank pipeline for a model")
+]
+DeviceOption = Annotated[Optional[str], typer.Option("--device", help="hf_token_tagger device")]
+DtypeOption = Annotated[Optional[str], typer.Option("--dtype", help="hf_token_tagger dtype")]
+
 
 @app.callback()
 def _main() -> None:
@@ -57,9 +64,7 @@ def annotate_cli(
     keep: Annotated[
         str, typer.Option("--keep", help="comma-separated input columns to copy to each row")
     ] = "",
-    lang: Annotated[
-        str, typer.Option("--lang", help="language of the blank pipeline for a model")
-    ] = "en",
+    lang: LangOption = "en",
     resume: Annotated[bool, typer.Option("--resume", help="complete an interrupted job")] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="start again over an existing OUTPUT")
@@ -68,10 +73,8 @@ def annotate_cli(
         int, typer.Option("--batch-size", "-b", help="docs per nlp.pipe batch")
     ] = 256,
     n_process: Annotated[int, typer.Option("--n-process", "-n", help="processes")] = 1,
-    device: Annotated[
-        Optional[str], typer.Option("--device", help="hf_token_tagger device")
-    ] = None,
-    dtype: Annotated[Optional[str], typer.Option("--dtype", help="hf_token_tagger dtype")] = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
     engine: Annotated[
         str,
         typer.Option("--engine", help="local, or ray (Ray Data; RAY_ADDRESS or a local cluster)"),
@@ -218,9 +221,7 @@ def precision_check_cli(
     limit: Annotated[
         Optional[int], typer.Option("--limit", help="use only the first N texts")
     ] = None,
-    lang: Annotated[
-        str, typer.Option("--lang", help="language of the blank pipeline for a model")
-    ] = "en",
+    lang: LangOption = "en",
 ) -> None:
     """Speed and agreement with float32 of reduced-precision runs on your texts."""
     from .jobs.precision_check import compare, native_bf16, read_texts, report
@@ -271,9 +272,7 @@ def calibrate_cli(
             help="entity: fit entity scores to their correctness; token: token NLL",
         ),
     ] = "entity",
-    lang: Annotated[
-        str, typer.Option("--lang", help="language of the blank pipeline for a model")
-    ] = "en",
+    lang: LangOption = "en",
 ) -> None:
     """Fit the temperature of the entity scores on DEV, write the pipeline with it
     to OUTPUT_DIR, and print the entity-level ECE (10 bins) before and after."""
@@ -322,10 +321,8 @@ def serve_cli(
         float,
         typer.Option("--batch-wait-ms", help="how long a batch waits for more texts"),
     ] = 5.0,
-    device: Annotated[
-        Optional[str], typer.Option("--device", help="hf_token_tagger device")
-    ] = None,
-    dtype: Annotated[Optional[str], typer.Option("--dtype", help="hf_token_tagger dtype")] = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
     num_cpus: Annotated[
         float, typer.Option("--num-cpus", help="CPUs per replica (torch threads)")
     ] = 1.0,
@@ -365,9 +362,7 @@ def serve_cli(
             "RAY_SERVE_ENABLE_HA_PROXY; on a local cluster: set it at `ray start` otherwise)",
         ),
     ] = False,
-    lang: Annotated[
-        str, typer.Option("--lang", help="language of the blank pipeline for a model")
-    ] = "en",
+    lang: LangOption = "en",
 ) -> None:
     """Serve the pipeline over HTTP on Ray Serve (the cluster in RAY_ADDRESS, else a
     local one) until SIGINT/SIGTERM: POST {"text": ...} or {"texts": [...]} to /.

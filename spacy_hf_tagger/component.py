@@ -81,7 +81,6 @@ from .model.forward import (
 from .model.iob_probe import IobProbe
 from .model.loading import LoadedModel, install, load_source
 from .model.overlap import (
-    CHARS_PER_SUBWORD,
     doc_chunks,
     filled_chunks,
     overlaps,
@@ -380,7 +379,7 @@ class HFTokenTagger(TrainablePipe):
             yield from self._pipe_plain(minibatch(stream, size=fill), error_handler)
             return
         shape = self._batch_shape
-        call_chars = min(shape.windows * loaded.content_length, shape.subwords) * CHARS_PER_SUBWORD
+        call_chars = shape.call_chars(loaded.content_length)
         if not overlaps(self.settings.overlap, self._device.type):
             chunks = filled_chunks(
                 stream, fill, max(fill, PIPE_MAX_DOCS), PIPE_CHUNK_CALLS * call_chars, _text_length
@@ -578,9 +577,7 @@ class HFTokenTagger(TrainablePipe):
         if raw:
             type_names: Mapping[str, Optional[str]] = {t: t for t in scheme.entity_types}
         else:
-            type_names = map_types(
-                scheme.entity_types, self.settings.label_map, self.settings.ignore_labels
-            )
+            type_names = self._type_names(scheme)
         return predict_entities(
             scheme,
             predictions.token_probs,
@@ -611,9 +608,7 @@ class HFTokenTagger(TrainablePipe):
         temperatures = self._temperatures
         return char_entities(
             scheme=loaded.scheme,
-            type_names=map_types(
-                loaded.scheme.entity_types, self.settings.label_map, self.settings.ignore_labels
-            ),
+            type_names=self._type_names(loaded.scheme),
             spans=prediction.spans,
             token_scores=prediction.token_scores,
             cells=piece_cells(
@@ -796,10 +791,13 @@ class HFTokenTagger(TrainablePipe):
 
     def _resolved_label_map(self, scheme: LabelScheme) -> Dict[str, Optional[str]]:
         if scheme.is_entity:
-            return dict(
-                map_types(scheme.entity_types, self.settings.label_map, self.settings.ignore_labels)
-            )
+            return dict(self._type_names(scheme))
         return dict(tag_name_map(scheme, self.settings.label_map))
+
+    def _type_names(self, scheme: LabelScheme) -> Mapping[str, Optional[str]]:
+        """The name written for each entity type (None: dropped), after
+        `label_map` and `ignore_labels`."""
+        return map_types(scheme.entity_types, self.settings.label_map, self.settings.ignore_labels)
 
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = ()) -> "HFTokenTagger":
         """Load the model from `path`, never from `model`'s hub id; with "model"

@@ -183,6 +183,12 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+def is_positive_int(value: Any) -> bool:
+    """A count of 1 or more: an int, and not a bool (Python's True is an int 1,
+    and a config's `true` is never meant as a count)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def default_config() -> Dict[str, Any]:
     """The factory's `default_config`: every setting's default, and the scorer."""
     defaults = Settings().as_dict()
@@ -260,9 +266,7 @@ def validate_settings(cfg: Mapping[str, Any]) -> None:
             )
     for name in ("batch_size", "max_batch_subwords"):
         value = cfg[name]
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
+        if value is not None and not is_positive_int(value):
             raise ConfigError(
                 f"{name}={value!r} must be null (chosen for the device and precision) or a "
                 "positive integer."

@@ -158,31 +158,27 @@ class CharEntities:
     # Per doc: does an entity start or end inside a token.
     inside: List[bool]
     # Entities of varying tokens the threshold removed.
-    below_threshold: int = 0
-    cells: Optional[PieceCells] = None
+    below_threshold: int
+    cells: PieceCells
     # The model's probabilities per piece, and how scores read them (`name_probs`).
-    piece_probs: Optional[np.ndarray] = field(default=None, repr=False)
-    tables: Optional[TypeTables] = None
-    calibrate: Optional[Callable[[np.ndarray], np.ndarray]] = None
+    piece_probs: np.ndarray = field(repr=False)
+    tables: TypeTables
+    calibrate: Optional[Callable[[np.ndarray], np.ndarray]]
     # The batch's tokens (batch offsets), docs and doc offsets, as decoded.
-    token_starts: Optional[np.ndarray] = field(default=None, repr=False)
-    token_ends: Optional[np.ndarray] = field(default=None, repr=False)
-    token_bounds: Optional[np.ndarray] = field(default=None, repr=False)
-    char_base: Optional[np.ndarray] = field(default=None, repr=False)
+    token_starts: np.ndarray = field(repr=False)
+    token_ends: np.ndarray = field(repr=False)
+    token_bounds: np.ndarray = field(repr=False)
+    char_base: np.ndarray = field(repr=False)
 
     def doc_tokens(self, doc_index: int) -> Tuple[np.ndarray, np.ndarray, int]:
         """Doc `doc_index`'s token starts and ends (doc offsets), as decoded,
         and where the doc begins in the batch text."""
-        assert self.token_bounds is not None and self.char_base is not None
-        assert self.token_starts is not None and self.token_ends is not None
         lo, hi = int(self.token_bounds[doc_index]), int(self.token_bounds[doc_index + 1])
         base = int(self.char_base[lo]) if hi > lo else 0
         return self.token_starts[lo:hi] - base, self.token_ends[lo:hi] - base, base
 
     def name_probs(self, cells: np.ndarray, names: Sequence[Optional[str]]) -> np.ndarray:
         """Per cell, the probability its piece gives the name (None: outside)."""
-        assert self.cells is not None and self.tables is not None
-        assert self.piece_probs is not None
         index = self.tables.name_index
         ids = np.array([-1 if n is None else index.get(n, -1) for n in names], dtype=np.int64)
         return _name_probs(
@@ -253,13 +249,6 @@ def char_entities(
     n_tokens = len(token_starts)
     n_docs = len(token_bounds) - 1
     tables = TypeTables.build(scheme, type_names, [label for _, _, label, _ in spans])
-    geometry = dict(
-        token_starts=token_starts,
-        token_ends=token_ends,
-        token_bounds=token_bounds,
-        char_base=char_base,
-    )
-    token_name, token_begins = _token_level(spans, n_tokens, tables.name_index)
     counts = np.bincount(cells.token, minlength=n_tokens) if n_tokens else np.zeros(0, np.int64)
     multi_cell = np.flatnonzero(counts[cells.token] > 1) if len(cells.token) else cells.token
     varying = np.zeros(n_tokens, dtype=bool)
@@ -279,9 +268,8 @@ def char_entities(
     if not varying.any():
         per_doc: List[List[CharEntity]] = [[] for _ in range(n_docs)]
         for start, end, label, score in spans:
-            doc = int(doc_of_token[start])
             base = int(char_base[start])
-            per_doc[doc].append(
+            per_doc[int(doc_of_token[start])].append(
                 (
                     int(token_starts[start]) - base,
                     int(token_ends[end - 1]) - base,
@@ -289,39 +277,40 @@ def char_entities(
                     float(score),
                 )
             )
-        return CharEntities(
-            per_doc,
-            [False] * n_docs,
-            cells=cells,
-            piece_probs=piece_probs,
+        inside, below = [False] * n_docs, 0
+    else:
+        per_doc, inside, below = _with_varying_tokens(
             tables=tables,
+            type_names=type_names,
+            spans=spans,
+            token_scores=token_scores,
+            cells=cells,
+            multi_cell=multi_cell,
+            cell_label=cell_label,
+            varying=varying,
+            piece_probs=piece_probs,
             calibrate=calibrate,
-            **geometry,
+            token_starts=token_starts,
+            token_ends=token_ends,
+            doc_of_token=doc_of_token,
+            char_base=char_base,
+            segment_starts=segment_starts,
+            threshold=threshold,
+            n_docs=n_docs,
         )
-    found = _with_varying_tokens(
-        tables=tables,
-        type_names=type_names,
-        spans=spans,
-        token_scores=token_scores,
-        cells=cells,
-        multi_cell=multi_cell,
-        cell_label=cell_label,
-        varying=varying,
-        token_name=token_name,
-        token_begins=token_begins,
-        piece_probs=piece_probs,
-        calibrate=calibrate,
-        token_starts=token_starts,
-        token_ends=token_ends,
-        doc_of_token=doc_of_token,
-        char_base=char_base,
-        segment_starts=segment_starts,
-        threshold=threshold,
-        n_docs=n_docs,
+    return CharEntities(
+        per_doc,
+        inside,
+        below,
+        cells,
+        piece_probs,
+        tables,
+        calibrate,
+        token_starts,
+        token_ends,
+        token_bounds,
+        char_base,
     )
-    for key, value in geometry.items():
-        setattr(found, key, value)
-    return found
 
 
 def _with_varying_tokens(
@@ -334,8 +323,6 @@ def _with_varying_tokens(
     multi_cell: np.ndarray,
     cell_label: np.ndarray,
     varying: np.ndarray,
-    token_name: np.ndarray,
-    token_begins: np.ndarray,
     piece_probs: np.ndarray,
     calibrate: Optional[Callable[[np.ndarray], np.ndarray]],
     token_starts: np.ndarray,
@@ -345,10 +332,13 @@ def _with_varying_tokens(
     segment_starts: Optional[np.ndarray],
     threshold: Threshold,
     n_docs: int,
-) -> CharEntities:
+) -> Tuple[List[List[CharEntity]], List[bool], int]:
     """`char_entities` where some token is varying: runs over the elements
-    (whole tokens, and the cells of varying tokens)."""
+    (whole tokens, and the cells of varying tokens). Returns the entities per
+    doc, whether each doc has an edge inside a token, and how many the
+    threshold removed."""
     n_tokens = len(token_starts)
+    token_name, token_begins = _token_level(spans, n_tokens, tables.name_index)
     # Elements: every token that is not varying, and each cell of one that is.
     whole = np.flatnonzero(~varying)
     label_of_cell = np.full(len(cells.token), -1, dtype=np.int64)
@@ -425,7 +415,7 @@ def _with_varying_tokens(
         if start != token_starts[token] or end != token_ends[end_token - 1]:
             inside[doc] = True
         per_doc[doc].append((start - base, end - base, tables.names[name], score))
-    return CharEntities(per_doc, inside, below, cells, piece_probs, tables, calibrate)
+    return per_doc, inside, below
 
 
 def _name_probs(

@@ -106,7 +106,6 @@ def _token_scores(
         )
     }
     cells = char.cells
-    assert cells is not None
     # Cells are in text order across the batch: this doc's are one slice.
     text_end = int(ends[-1]) if len(ends) else 0
     lo, hi = np.searchsorted(cells.start, [base, base + text_end], side="left").tolist()

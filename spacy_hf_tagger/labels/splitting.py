@@ -86,11 +86,12 @@ def split_at(doc: Doc, offsets: Sequence[int], *, overwrite_ents: bool) -> Split
     sentences = not parsed and doc.has_annotation("SENT_START")
     # (first part's char offset, the token's sentence start, later parts' offsets)
     starts: List[Tuple[int, object, List[int]]] = []
+    text = doc.text  # built from every token: once, not once per split
     with doc.retokenize() as retokenizer:
         for i, token_cuts in cuts.items():
             token = doc[i]
             edges = [token.idx, *token_cuts, token.idx + len(token)]
-            orths = [doc.text[a:b] for a, b in zip(edges[:-1], edges[1:])]
+            orths = [text[a:b] for a, b in zip(edges[:-1], edges[1:])]
             retokenizer.split(
                 token,
                 orths,

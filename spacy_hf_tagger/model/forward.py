@@ -16,6 +16,7 @@ from ..align.batch import EncodedBatch, encode_batch
 from ..align.windows import Window, kept_positions, plan_batches, segment_windows
 from .inputs import build_batch, encode_texts, to_device
 from .loading import LoadedModel
+from .overlap import CHARS_PER_SUBWORD
 from .packing import packed_inputs, packing_pays
 from .precision import machine_flags
 
@@ -58,6 +59,11 @@ class BatchShape(NamedTuple):
     subwords: int
     call_overhead: Optional[int] = None
 
+    def call_chars(self, content_length: int) -> int:
+        """About how many characters of text fill one call, for windows of at
+        most `content_length` pieces (`overlap.CHARS_PER_SUBWORD`)."""
+        return min(self.windows * content_length, self.subwords) * CHARS_PER_SUBWORD
+
 
 def batch_shape_for(
     device_type: str,
@@ -95,13 +101,10 @@ def encode_docs(
 
 
 class ModelBatch(NamedTuple):
-    """One forward call: its windows, where each window's first position lies
-    in the input (row, column), the model inputs, and the kept pieces: piece
-    `pieces[k]` is read at flat output position `positions[k]`
+    """One forward call: the model inputs, and the kept pieces of its windows:
+    piece `pieces[k]` is read at flat output position `positions[k]`
     (`windows.kept_positions`; `positions` lives with the inputs)."""
 
-    members: List[Window]
-    placements: List[Tuple[int, int]]
     inputs: Dict[str, torch.Tensor]
     pieces: np.ndarray
     positions: torch.Tensor
@@ -122,7 +125,7 @@ def _batch(
         encoded.piece_bounds,
     )
     on = to_device(torch.from_numpy(positions), inputs["input_ids"].device)
-    return ModelBatch(members, placements, inputs, pieces, on)
+    return ModelBatch(inputs, pieces, on)
 
 
 class PreparedDocs(NamedTuple):

@@ -20,6 +20,7 @@ from ..errors import RequestError
 from ..jobs.pipelines import LengthLimit
 from ..jobs.records import BadRecord, Record, entity_rows, output_row, record_from_object
 from ..labels.writing import BIO_ATTR, SCORE_ATTR
+from ..settings import is_positive_int
 
 _ONE_KEYS = frozenset({"text", "id", "tokens"})
 _MANY_KEYS = frozenset({"texts", "tokens"})
@@ -40,7 +41,7 @@ class Limits:
     def __post_init__(self) -> None:
         for name in ("max_text_chars", "max_texts", "max_request_bytes"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_positive_int(value):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
 
