@@ -10,11 +10,9 @@ every request succeeds again. Every wait here is bounded.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import signal
-import socket
 import tempfile
 import time
 import urllib.error
@@ -26,6 +24,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
+from http_json import free_port, post_json
 from job_rows import EXACT
 from tiny_models import training_sentences
 
@@ -48,12 +47,6 @@ REQUEST_TIMEOUT = 30.0
 DTYPE = "float32"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Server:
     port: int
@@ -63,21 +56,7 @@ class Server:
         self, body: Any, path: str = "/", timeout: float = REQUEST_TIMEOUT, **headers: str
     ) -> Tuple[int, Any]:
         """(status, JSON answer, or the text of a non-JSON one)."""
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}",
-            data=data,
-            headers={"content-type": "application/json", **headers},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                status, raw = response.status, response.read()
-        except urllib.error.HTTPError as err:
-            status, raw = err.code, err.read()
-        try:
-            return status, json.loads(raw)
-        except ValueError:
-            return status, raw.decode("utf8", "replace")
+        return post_json(self.port, body, path, timeout, **headers)
 
 
 @pytest.fixture(scope="module")

@@ -8,44 +8,22 @@ started and exit with 128 + 15, within bounded time (no orphaned server).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
+from http_json import free_port, post_json
 
 pytest.importorskip("ray.serve", reason="Ray Serve not installed (pip install '.[serve]')")
 
 START_LIMIT = 120.0
 STOP_LIMIT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def post(port: int, body: dict) -> tuple[int, object]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/",
-        data=json.dumps(body).encode(),
-        headers={"content-type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode("utf8", "replace")
 
 
 def test_serve_runs_in_the_foreground_and_stops_cleanly_on_sigterm(tiny_models) -> None:
@@ -67,7 +45,8 @@ def test_serve_runs_in_the_foreground_and_stops_cleanly_on_sigterm(tiny_models) 
         answer = None
         while time.monotonic() < deadline and process.poll() is None:
             try:
-                answer = post(port, {"text": "John Smith visited Berlin.", "id": 1})
+                body = {"text": "John Smith visited Berlin.", "id": 1}
+                answer = post_json(port, body, timeout=10)
             except OSError:  # not listening yet
                 answer = None
             # Serve's proxy listens before the application is deployed: 404 or 503 till then.
@@ -85,7 +64,7 @@ def test_serve_runs_in_the_foreground_and_stops_cleanly_on_sigterm(tiny_models) 
         assert "Serving at http://127.0.0.1:" in output
         assert "SIGTERM: shutting down." in output
         with pytest.raises(OSError):
-            post(port, {"text": "After the end."})
+            post_json(port, {"text": "After the end."}, timeout=10)
     finally:
         if process.poll() is None:
             process.kill()

@@ -7,17 +7,15 @@ whatever happens.
 
 from __future__ import annotations
 
-import json
-import socket
 import sys
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import spacy
+from http_json import free_port, post_json
 from tiny_models import training_sentences
 
 pytest.importorskip("fastapi", reason="the serving example needs fastapi (the `dev` extra)")
@@ -30,20 +28,10 @@ REQUESTS = 64
 TIME_LIMIT = 120.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def post(port: int, text: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/ents",
-        data=json.dumps({"text": text}).encode("utf8"),
-        headers={"content-type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
+    status, answer = post_json(port, {"text": text}, "/ents")
+    assert status == 200, answer
+    return answer
 
 
 @pytest.mark.slow
