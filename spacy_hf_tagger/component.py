@@ -112,7 +112,8 @@ PIPE_MAX_DOCS = 4096
 # Intel Xeon with AMX at bf16 (a replayed model sleeping per position as long
 # as the glue, best of 3, documents / sentences): 0.5 of a call 1.61x /
 # 1.62x, 0.6 1.64x / 1.70x, 0.75 1.68x / 1.68x and 1.59x / 1.72x, 0.9
-# 1.55x / 1.64x, 1 1.56x / 1.59x, 2 1.41x / 1.45x.
+# 1.55x / 1.64x, 1 1.56x / 1.59x; 2 calls, sentences only, two rounds:
+# 1.41x and 1.45x.
 OVERLAP_CHUNK_CALLS = 0.75
 HOST = torch.device("cpu")
 
