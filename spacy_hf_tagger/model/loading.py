@@ -8,6 +8,7 @@ pipeline never touches the original hub id.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,9 @@ from . import hub, inputs
 from .iob_probe import IobProbe, probe_iob
 from .packing import PackedLayout, find_layout
 from .precision import Precision, inference_copy
+from .residency import page_out_weights
+
+logger = logging.getLogger("spacy_hf_tagger")
 
 
 @dataclass
@@ -59,6 +63,13 @@ class LoadedModel:
         if self._runner is None or not same_weights(state, self._copied_from):
             self._runner = inference_copy(self.model, self.precision)
             self._copied_from = state
+            if self.device.type == "cpu":
+                advised = page_out_weights(self.model, self._runner)
+                if advised:
+                    logger.debug(
+                        "paged out %.0f MiB of float32 weights mapped from the model's files",
+                        advised / 2**20,
+                    )
         return self._runner
 
     def weights_changed(self) -> None:

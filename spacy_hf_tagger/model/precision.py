@@ -142,7 +142,18 @@ def inference_copy(model: torch.nn.Module, precision: Precision) -> torch.nn.Mod
         return model
     if precision.runs_in == "int8":
         return quantize_linear_layers(model)
-    runner = copy.deepcopy(model).to(FLOAT_DTYPES[precision.runs_in])
+    dtype = FLOAT_DTYPES[precision.runs_in]
+    # Each floating tensor is converted straight into the copy: a plain
+    # deepcopy would first duplicate every float32 weight (and gradient),
+    # memory the allocator then keeps for the life of the process.
+    memo = {}
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.is_floating_point() and id(tensor) not in memo:
+            converted = tensor.detach().to(dtype, copy=True)
+            if isinstance(tensor, torch.nn.Parameter):
+                converted = torch.nn.Parameter(converted, requires_grad=False)
+            memo[id(tensor)] = converted
+    runner = copy.deepcopy(model, memo).to(dtype)
     runner.eval()
     return runner
 

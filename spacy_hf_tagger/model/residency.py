@@ -1,0 +1,122 @@
+"""Let the kernel take back the float32 weights while a reduced-precision copy runs.
+
+transformers maps a checkpoint's safetensors file into memory and the loaded
+float32 weights are views of that mapping. Making the bf16 (or float16)
+inference copy reads every page of it, and from then on those pages count in
+the process's resident memory (86 MiB for MiniLM-L6, 4 bytes a parameter)
+although inference never reads them again: on a long stream that was most of
+the difference between our process and the bare model's (benchmarks/
+stream_memory.py). They are clean pages of a file, so asking the kernel to
+page them out (`madvise(MADV_PAGEOUT)`, Linux 5.4+) loses nothing: a later
+read (a training step, `to_disk`, a new copy after the weights changed)
+faults them back in from the same file. Pages a write has made private (the
+weights trained in place) are not file pages any more: the kernel swaps them
+out where there is swap, else keeps them, and nothing is ever discarded.
+
+Only mappings of files that hold the model's weights and none of the copy's
+are advised; elsewhere (another OS, an older kernel, weights loaded into
+anonymous memory) this does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import sys
+from pathlib import Path
+from typing import Iterable, List, Optional, Tuple
+
+import torch
+
+logger = logging.getLogger("spacy_hf_tagger")
+
+# linux/mman.h: reclaim these pages now (clean file pages are dropped).
+MADV_PAGEOUT = 21
+MAPS = Path("/proc/self/maps")
+
+Range = Tuple[int, int]
+
+
+def file_mappings(maps: Path = MAPS) -> List[Range]:
+    """The address ranges [start, end) of this process's mappings of files
+    (not anonymous memory, heap, stack or the kernel's own)."""
+    ranges: List[Range] = []
+    try:
+        lines = maps.read_text().splitlines()
+    except OSError:
+        return ranges
+    for line in lines:
+        fields = line.split(maxsplit=5)
+        if len(fields) < 6 or fields[4] == "0" or not fields[5].startswith("/"):
+            continue
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        ranges.append((start, end))
+    return ranges
+
+
+def storage_ranges(tensors: Iterable[torch.Tensor]) -> List[Range]:
+    """The address ranges of the CPU storages behind `tensors`, each once."""
+    seen = {}
+    for tensor in tensors:
+        if tensor.device.type != "cpu" or tensor.is_quantized:
+            continue
+        storage = tensor.untyped_storage()
+        start = storage.data_ptr()
+        if start and storage.nbytes():
+            seen[start] = max(seen.get(start, 0), storage.nbytes())
+    return [(start, start + size) for start, size in seen.items()]
+
+
+def mappings_holding(
+    mappings: List[Range], ranges: List[Range], excluding: List[Range]
+) -> List[Range]:
+    """The mappings that hold any of `ranges` and none of `excluding`."""
+
+    def overlaps(mapping: Range, spans: List[Range]) -> bool:
+        return any(s < mapping[1] and e > mapping[0] for s, e in spans)
+
+    return [m for m in mappings if overlaps(m, ranges) and not overlaps(m, excluding)]
+
+
+def _module_tensors(module: torch.nn.Module) -> List[torch.Tensor]:
+    return [*module.parameters(), *module.buffers()]
+
+
+def _madvise() -> Optional[ctypes._CFuncPtr]:  # type: ignore[name-defined]
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+    advise = libc.madvise
+    advise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    advise.restype = ctypes.c_int
+    return advise
+
+
+def page_out_weights(model: torch.nn.Module, runner: torch.nn.Module) -> int:
+    """Ask the kernel to page out the file mappings that hold `model`'s
+    weights and none of `runner`'s (module docstring); the bytes advised.
+
+    A kernel that does not know the advice refuses it, and nothing changes."""
+    advise = _madvise()
+    if advise is None or runner is model:
+        return 0
+    targets = mappings_holding(
+        file_mappings(),
+        storage_ranges(_module_tensors(model)),
+        storage_ranges(_module_tensors(runner)),
+    )
+    advised = 0
+    for start, end in targets:
+        if advise(start, end - start, MADV_PAGEOUT) == 0:
+            advised += end - start
+        else:
+            logger.debug(
+                "madvise(MADV_PAGEOUT) refused (errno %d); the float32 weights stay resident",
+                ctypes.get_errno(),
+            )
+            break
+    return advised

@@ -1,0 +1,179 @@
+"""The float32 weights mapped from the model's file leave resident memory while
+a reduced-precision copy runs, and come back intact when read.
+
+Why: transformers maps safetensors weights into memory; once the bf16 copy has
+read them they count in the process's RSS for good, though inference never
+reads them again (86 MiB for MiniLM-L6; benchmarks/stream_memory.py).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Callable, Dict, List, Tuple
+
+import pytest
+import spacy
+import torch
+from safetensors.torch import load_file
+from spacy.training import Example
+from tiny_models import training_sentences
+
+from spacy_hf_tagger.model import precision, residency
+from spacy_hf_tagger.model.precision import Precision, inference_copy
+from spacy_hf_tagger.model.residency import (
+    file_mappings,
+    mappings_holding,
+    page_out_weights,
+    storage_ranges,
+)
+
+TinyModelFactory = Callable[..., Path]
+TEXT = training_sentences()[0][0]
+BF16 = Precision(torch.float32, "bfloat16", "test")
+
+
+def test_file_mappings_keep_files_only(tmp_path: Path) -> None:
+    maps = tmp_path / "maps"
+    maps.write_text(
+        "7f0000000000-7f0000004000 r--p 00000000 fd:01 1234   /models/x/model.safetensors\n"
+        "7f0000004000-7f0000008000 rw-p 00000000 00:00 0 \n"
+        "55d000000000-55d000021000 rw-p 00000000 00:00 0      [heap]\n"
+        "7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0      [stack]\n"
+        "7f0000010000-7f0000012000 r-xp 00002000 fd:01 99     /usr/lib/libc.so.6\n"
+        "7f0000020000-7f0000021000 rw-s 00000000 00:01 77     /dev/zero (deleted)\n"
+    )
+    assert file_mappings(maps) == [
+        (0x7F0000000000, 0x7F0000004000),
+        (0x7F0000010000, 0x7F0000012000),
+        (0x7F0000020000, 0x7F0000021000),
+    ]
+    assert file_mappings(tmp_path / "absent") == []  # not Linux: nothing to advise
+
+
+def test_only_mappings_of_the_weights_and_none_of_the_copy_are_chosen() -> None:
+    mappings = [(0, 100), (100, 200), (200, 300), (300, 400)]
+    weights = [(10, 20), (150, 250), (310, 320)]
+    copy = [(320, 330)]  # shares the last mapping (int8 keeps float32 embeddings)
+    assert mappings_holding(mappings, weights, copy) == [(0, 100), (100, 200), (200, 300)]
+    assert mappings_holding(mappings, [], []) == []
+
+
+def _resident_kib(ranges: List[Tuple[int, int]]) -> int:
+    """Resident KiB of this process's mappings at exactly these ranges."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if fields and "-" in fields[0] and len(fields) >= 5 and ":" in fields[3]:
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            inside = (start, end) in ranges
+        elif inside and fields[:1] == ["Rss:"]:
+            total += int(fields[1])
+    return total
+
+
+def _weights_mappings(model: torch.nn.Module) -> List[Tuple[int, int]]:
+    tensors = [*model.parameters(), *model.buffers()]
+    return mappings_holding(file_mappings(), storage_ranges(tensors), [])
+
+
+def _state(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise paging is Linux's")
+def test_a_bf16_run_pages_out_the_mapped_float32_weights_and_they_read_back_intact(
+    tiny_models: TinyModelFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A file of its own: a page another mapping also holds (another test's
+    # pipeline on the shared tiny model) is not paged out.
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_models("wordpiece-cased", train_steps=100), folder)
+    # "auto" on a CPU with native bf16 keeps the float32 weights (what training
+    # and to_disk see) and runs a bf16 copy; an explicit "bfloat16" loads bf16.
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    nlp = spacy.blank("en")
+    nlp.add_pipe("hf_token_tagger", config={"model": str(folder)})
+    tagger = nlp.get_pipe("hf_token_tagger")
+    assert tagger.precision.needs_copy
+    loaded = tagger._ensure_loaded()
+    mapped = _weights_mappings(tagger.hf_model)
+    if not mapped:
+        pytest.skip("this transformers version copies the weights instead of mapping the file")
+    before = _resident_kib(mapped)
+    assert before > 0
+    runner = loaded.inference_model()  # made here, and the weights paged out
+    if page_out_weights(tagger.hf_model, runner) == 0:
+        pytest.skip("this kernel refuses MADV_PAGEOUT (Linux 5.4+)")
+    # Pages faulted in a moment ago may still sit in the kernel's per-CPU
+    # batches, out of reclaim's reach (16 of 88 pages seen here).
+    assert _resident_kib(mapped) <= before // 4
+    float32 = spacy.blank("en")
+    float32.add_pipe("hf_token_tagger", config={"model": str(folder), "dtype": "float32"})
+    reference = [(e.start_char, e.end_char, e.label_) for e in float32(TEXT).ents]
+    assert reference
+    assert [(e.start_char, e.end_char, e.label_) for e in nlp(TEXT).ents] == reference
+    on_file = load_file(str(folder / "model.safetensors"))
+    # Read back from the file, bit for bit, and trainable as before.
+    for name, tensor in tagger.hf_model.state_dict().items():
+        if name in on_file:
+            assert torch.equal(tensor, on_file[name]), name
+    text, spans = training_sentences()[0]
+    example = Example.from_dict(nlp.make_doc(text), {"entities": spans})
+    nlp.update([example], sgd=nlp.resume_training())
+    assert not torch.equal(tagger.hf_model.classifier.weight, on_file["classifier.weight"])
+
+
+def test_nothing_is_advised_when_no_copy_runs(tiny_models: TinyModelFactory) -> None:
+    nlp = spacy.blank("en")
+    nlp.add_pipe(
+        "hf_token_tagger",
+        config={"model": str(tiny_models("wordpiece-cased")), "dtype": "float32"},
+    )
+    model = nlp.get_pipe("hf_token_tagger").hf_model
+    assert page_out_weights(model, model) == 0
+
+
+def test_without_linux_nothing_happens(
+    tiny_models: TinyModelFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(residency.sys, "platform", "darwin")
+    nlp = spacy.blank("en")
+    nlp.add_pipe(
+        "hf_token_tagger",
+        config={"model": str(tiny_models("wordpiece-cased")), "dtype": "float32"},
+    )
+    model = nlp.get_pipe("hf_token_tagger").hf_model
+    assert page_out_weights(model, inference_copy(model, BF16)) == 0
+
+
+def test_the_bf16_copy_converts_each_tensor_once_and_shares_none(
+    tiny_models: TinyModelFactory,
+) -> None:
+    nlp = spacy.blank("en")
+    nlp.add_pipe(
+        "hf_token_tagger",
+        config={"model": str(tiny_models("wordpiece-cased")), "dtype": "float32"},
+    )
+    model = nlp.get_pipe("hf_token_tagger").hf_model
+    before = _state(model)
+    # A tied pair (one tensor in two modules) stays one tensor in the copy,
+    # and gradients from training are not copied.
+    model.classifier.weight.grad = torch.ones_like(model.classifier.weight)
+    runner = inference_copy(model, BF16)
+    originals: List[torch.Tensor] = [*model.parameters(), *model.buffers()]
+    copies: List[torch.Tensor] = [*runner.parameters(), *runner.buffers()]
+    assert len(copies) == len(originals)
+    model_ptrs = {t.untyped_storage().data_ptr() for t in originals}
+    for original, copied in zip(originals, copies):
+        assert copied.untyped_storage().data_ptr() not in model_ptrs
+        if original.is_floating_point():
+            assert copied.dtype == torch.bfloat16
+            assert torch.equal(copied, original.detach().to(torch.bfloat16))
+        else:
+            assert torch.equal(copied, original)
+    assert runner.classifier.weight.grad is None
+    assert not runner.training
+    for name, tensor in _state(model).items():
+        assert torch.equal(tensor, before[name]), name
