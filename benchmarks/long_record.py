@@ -5,7 +5,8 @@ characters (CoNLL-2003 test sentences, natural text, repeated and joined by
 spaces: one line, no line breaks), runs the corpus job (`run_job`, local
 engine, the default pipeline on `--model`) and prints, from this process:
 peak RSS before the job (model loaded, one sentence annotated), peak RSS
-after it, and words/s. spaCy's own limit is 1,000,000 characters; the job
+after it, the RSS once it is done (what the rest of a job would carry), and
+words/s. spaCy's own limit is 1,000,000 characters; the job
 lifts it for a pipeline of our component alone.
 
     python benchmarks/long_record.py                   # 10 M characters
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -30,6 +32,15 @@ from conll import read_conll, render_texts
 def peak_rss_mib() -> float:
     """This process's peak resident memory so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mib() -> float:
+    """This process's resident memory now (Linux; NaN elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -64,13 +75,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         summary = run_job(nlp, corpus, Path(tmp) / "out.jsonl", progress=False)
         seconds = time.perf_counter() - start
     after = peak_rss_mib()
+    left = rss_mib()
     print(
         f"records {summary.records}, errors {summary.errors}, entities {summary.entities}, "
         f"words {summary.words:,} in {seconds:.1f} s ({summary.words_per_s:,.0f} words/s)"
     )
     print(
         f"record of {args.chars:,} characters: peak RSS {before:,.0f} MiB before the job, "
-        f"{after:,.0f} MiB after (+{after - before:,.0f} MiB)"
+        f"{after:,.0f} MiB after (+{after - before:,.0f} MiB); RSS once the job is done "
+        f"{left:,.0f} MiB"
     )
     return 0
 

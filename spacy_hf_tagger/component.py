@@ -88,6 +88,7 @@ from .model.overlap import (
 )
 from .model.persistence import bytes_to_folder, folder_to_bytes, read_folder, write_folder
 from .model.precision import Precision, choose_precision
+from .model.residency import release_free_memory
 from .serving.coalescing import Coalescer
 from .settings import Settings, default_config, factory_signature, resolve_annotate
 from .training import fine_tuning
@@ -104,6 +105,9 @@ PIPE_FILL = 256
 # of 6 rounds).
 PIPE_CHUNK_CALLS = 16
 PIPE_MAX_DOCS = 4096
+# Text in one batch from which the memory its stages freed is handed back
+# between them (a record over spaCy's own default limit).
+RELEASE_AFTER_CHARS = 1_000_000
 # With overlap, chunks of about this many full forward calls of text: the
 # device runs one while the CPU prepares the next and writes the last, and
 # only the first chunk's preparation and the last one's writing are never
@@ -421,7 +425,17 @@ class HFTokenTagger(TrainablePipe):
         )
 
     def _annotate_docs(self, docs: Sequence[Doc]) -> None:
-        self.set_annotations(docs, self.predict(docs))
+        if sum(_text_length(doc) for doc in docs) < RELEASE_AFTER_CHARS:
+            self.set_annotations(docs, self.predict(docs))
+            return
+        # A huge record: what each stage freed goes back to the system before
+        # the next allocates (`residency.release_free_memory`).
+        prepared = self._prepare(list(docs))
+        release_free_memory()
+        probs = self._forward(prepared)
+        release_free_memory()
+        self.set_annotations(docs, self._finish(prepared, probs))
+        release_free_memory()
 
     def _encode(self, docs: Sequence[Doc]) -> EncodedBatch:
         """Tokenize docs into pieces and align the pieces to the docs' spaCy tokens."""

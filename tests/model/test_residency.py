@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from spacy.training import Example
 from tiny_models import training_sentences
 
+from spacy_hf_tagger import component
 from spacy_hf_tagger.model import precision, residency
 from spacy_hf_tagger.model.precision import Precision, inference_copy
 from spacy_hf_tagger.model.residency import (
@@ -177,3 +178,39 @@ def test_the_bf16_copy_converts_each_tensor_once_and_shares_none(
     assert not runner.training
     for name, tensor in _state(model).items():
         assert torch.equal(tensor, before[name]), name
+
+
+def test_a_huge_batch_hands_freed_memory_back_between_stages_and_annotates_the_same(
+    tiny_models: TinyModelFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = [text for text, _ in training_sentences()]
+    nlp = spacy.blank("en")
+    nlp.add_pipe(
+        "hf_token_tagger",
+        config={"model": str(tiny_models("wordpiece-cased", train_steps=100)), "dtype": "float32"},
+    )
+
+    def read(docs: List[spacy.tokens.Doc]) -> List[tuple]:
+        return [
+            (
+                [(e.start_char, e.end_char, e.label_, e._.hf_score) for e in doc.ents],
+                [(t._.hf_bio, t._.hf_score) for t in doc],
+                doc._.hf_char_ents,
+            )
+            for doc in docs
+        ]
+
+    usual = read(list(nlp.pipe(texts)))
+    calls: List[int] = []
+    monkeypatch.setattr(component, "RELEASE_AFTER_CHARS", 1)
+    monkeypatch.setattr(component, "release_free_memory", lambda: calls.append(1) or True)
+    assert read(list(nlp.pipe(texts))) == usual
+    assert read([nlp(text) for text in texts[:3]]) == usual[:3]
+    assert len(calls) == 3 * 4  # after tokenizing, the forward, writing; one pipe chunk + 3 calls
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_free_memory_goes_back_where_the_libc_can(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert residency.release_free_memory() in (True, False)  # musl has no malloc_trim
+    monkeypatch.setattr(residency.sys, "platform", "win32")
+    assert residency.release_free_memory() is False
