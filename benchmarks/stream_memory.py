@@ -24,9 +24,14 @@ stream, default 10%), the maximum after warm-up (the kernel's high-water
 mark, reset at the end of warm-up, else the sampler's maximum), at
 25/50/75/100% of the stream, and the growth from 25% to 100% (a leak shows as
 growth); then ours/bare of the maxima after warm-up (bar <= 1.2x) and each
-system's growth against `--growth-bar`.
+system's growth beyond the bare model's against `--growth-bar` (the bare
+model's RSS grows too, over a million words: the runtime's). `--trim-marks`
+reads, at each mark, the RSS after malloc_trim as well (memory in use, not
+kept free for reuse) and takes the growth from those; the trims lower the
+later peaks, so the ratio is then printed, not judged.
 
     python benchmarks/stream_memory.py                      # 1 M words, bare, ours, threads
+    python benchmarks/stream_memory.py --only bare,ours --trim-marks
     python benchmarks/stream_memory.py --words 30000 --only bare,ours,pipe,threads
 """
 
@@ -103,6 +108,19 @@ def reset_peak() -> bool:
         return False
 
 
+def trim_free_memory() -> bool:
+    """Hand the allocator's free pages back to the system (glibc's malloc_trim),
+    so that the RSS read next is memory in use, not memory kept for reuse."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim(0)
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
 def peak_mib() -> Optional[float]:
     """The kernel's high-water mark of this process's RSS (VmHWM)."""
     return status_mib("VmHWM")
@@ -133,6 +151,9 @@ class Meter:
         self.peak_reset = False
         self.sampled_max = 0.0
         self.at: Dict[float, float] = {}
+        # With `trim_marks`: the RSS at each mark after malloc_trim (in use).
+        self.trim_marks = False
+        self.in_use: Dict[float, float] = {}
         self.file_backed: Optional[float] = None
         self.trace: List[tuple] = []
         self.keep_trace = False
@@ -172,6 +193,8 @@ class Meter:
                 if mark not in self.at and fraction >= mark:
                     self.at[mark] = rss = rss_mib()
                     self.file_backed = rss_file_mib()
+                    if self.trim_marks and trim_free_memory():
+                        self.in_use[mark] = rss_mib()
                     print(
                         f"  [{self.label}] {mark:4.0%} mark: {self.done:,} records "
                         f"({fraction:.0%}), {time.perf_counter() - self.start:.0f} s, "
@@ -186,6 +209,7 @@ class Meter:
             "max": max(self.sampled_max, peak or 0.0),
             "max_from": "kernel high-water mark" if peak is not None else "sampler",
             "at": dict(self.at),
+            "in_use": dict(self.in_use),
             "file_backed": self.file_backed,
             "seconds": self.seconds,
             "records": self.done,
@@ -271,6 +295,7 @@ def run_system(system: str, job: Dict[str, Any]) -> Dict[str, Any]:
     quiet_transformers()
     meter = Meter(job["records"], job["warmup"], job["interval"], system)
     meter.keep_trace = job["trace"]
+    meter.trim_marks = job["trim_marks"]
     first = next(read_texts(job["shards"]))
     note = ""
     if system == "bare":
@@ -447,12 +472,15 @@ def report(results: Dict[str, Dict[str, Any]], words: int, growth_bar: float) ->
     if "ours" in results and "bare" in results:
         ratio = results["ours"]["max"] / results["bare"]["max"]
         ok = ratio <= BAR_RATIO
+        # Trimming at the marks lowers later peaks, the more so for a process
+        # that kept more free memory: the ratio is judged on plain runs only.
+        trimmed = bool(results["ours"].get("in_use"))
+        verdict = "not judged under --trim-marks" if trimmed else ("PASS" if ok else "FAIL")
         print(
             f"ours/bare, max RSS after warm-up: {results['ours']['max']:,.0f} / "
-            f"{results['bare']['max']:,.0f} MiB = {ratio:.2f}x (bar <= {BAR_RATIO}x): "
-            f"{'PASS' if ok else 'FAIL'}"
+            f"{results['bare']['max']:,.0f} MiB = {ratio:.2f}x (bar <= {BAR_RATIO}x): {verdict}"
         )
-        if not ok:
+        if not ok and not trimmed:
             fails.append(f"ours/bare max RSS after warm-up {ratio:.2f}x, bar <= {BAR_RATIO}x")
         above = {s: results[s]["max"] - results[s]["loaded"] for s in ("bare", "ours")}
         fixed = results["ours"]["loaded"] - results["bare"]["loaded"]
@@ -469,16 +497,36 @@ def report(results: Dict[str, Dict[str, Any]], words: int, growth_bar: float) ->
                 f"{files['bare']:,.0f}, ours {files['ours']:,.0f} MiB"
             )
     for system, r in results.items():
+        in_use = r.get("in_use") or {}
+        if 1.0 in in_use and 0.25 in in_use:
+            print(
+                f"{system}: in use (RSS after malloc_trim) at the marks "
+                + " / ".join(fmt(in_use.get(m)) for m in MARKS)
+                + f" MiB: growth {in_use[1.0] - in_use[0.25]:+,.1f} (RSS {r['growth']:+,.1f})"
+            )
+            r["growth"] = in_use[1.0] - in_use[0.25]
+    # The runtime's own growth (allocator arenas, oneDNN's kernels per batch
+    # shape) is the bare model's too: a system leaks what it grows beyond it.
+    reference = results.get("bare", {}).get("growth")
+    for system, r in results.items():
         growth = r["growth"]
         if growth is None:
             continue
-        ok = growth <= growth_bar
+        what = "in use" if r.get("in_use") else "RSS"
+        if system == "bare" and reference is not None and len(results) > 1:
+            print(f"bare: growth 25% -> 100% ({what}) {growth:+,.1f} MiB: the runtime's own")
+            continue
+        excess = growth - reference if reference is not None else growth
+        ok = excess <= growth_bar
+        beyond = f", {excess:+,.1f} beyond the bare model's" if reference is not None else ""
         print(
-            f"{system}: growth 25% -> 100% {growth:+,.1f} MiB (bar <= {growth_bar:g} MiB): "
-            f"{'PASS' if ok else 'FAIL'}"
+            f"{system}: growth 25% -> 100% ({what}) {growth:+,.1f} MiB{beyond} "
+            f"(bar <= {growth_bar:g} MiB): {'PASS' if ok else 'FAIL'}"
         )
         if not ok:
-            fails.append(f"{system}: RSS grew {growth:+,.1f} MiB from 25% to 100% of the stream")
+            fails.append(
+                f"{system}: RSS grew {growth:+,.1f} MiB from 25% to 100% of the stream{beyond}"
+            )
     return fails
 
 
@@ -507,9 +555,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "--growth-bar",
         type=float,
         default=32.0,
-        help="MiB of RSS growth from 25%% to 100%% of the stream taken as a leak",
+        help="MiB of growth from 25%% to 100%% of the stream beyond the bare model's (when "
+        "it runs; else in all) taken as a leak",
     )
     ap.add_argument("--trace", default=None, help="write every RSS sample to this CSV file")
+    ap.add_argument(
+        "--trim-marks",
+        action="store_true",
+        help="at each mark, also read the RSS after malloc_trim (memory in use); the growth "
+        "bar then applies to that: growth of memory kept free for reuse is not a leak",
+    )
     args = ap.parse_args(argv)
 
     systems = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -558,6 +613,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "warmup": args.warmup,
             "interval": args.interval,
             "trace": bool(args.trace),
+            "trim_marks": args.trim_marks,
             "pipe_fill": PIPE_FILL,
             "threads": args.threads,
             "output": args.output,
