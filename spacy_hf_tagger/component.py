@@ -105,8 +105,8 @@ PIPE_FILL = 256
 # of 6 rounds).
 PIPE_CHUNK_CALLS = 16
 PIPE_MAX_DOCS = 4096
-# Text in one batch from which the memory its stages freed is handed back
-# between them (a record over spaCy's own default limit).
+# A doc this long (spaCy's own default limit) has the memory each stage of its
+# batch freed handed back before the next stage (`residency`).
 RELEASE_AFTER_CHARS = 1_000_000
 # With overlap, chunks of about this many full forward calls of text: the
 # device runs one while the CPU prepares the next and writes the last, and
@@ -164,6 +164,11 @@ Language.factory(
 def _text_length(doc: Doc) -> int:
     """len(doc.text), without building the string."""
     return doc[-1].idx + len(doc[-1].text_with_ws) if len(doc) else 0
+
+
+def _holds_huge_record(docs: Sequence[Doc]) -> bool:
+    """Whether one of `docs` is over `RELEASE_AFTER_CHARS` long."""
+    return any(_text_length(doc) >= RELEASE_AFTER_CHARS for doc in docs)
 
 
 def _placeholder_model(name: str) -> Model:
@@ -425,17 +430,9 @@ class HFTokenTagger(TrainablePipe):
         )
 
     def _annotate_docs(self, docs: Sequence[Doc]) -> None:
-        if sum(_text_length(doc) for doc in docs) < RELEASE_AFTER_CHARS:
-            self.set_annotations(docs, self.predict(docs))
-            return
-        # A huge record: what each stage freed goes back to the system before
-        # the next allocates (`residency.release_free_memory`).
-        prepared = self._prepare(list(docs))
-        release_free_memory()
-        probs = self._forward(prepared)
-        release_free_memory()
-        self.set_annotations(docs, self._finish(prepared, probs))
-        release_free_memory()
+        self.set_annotations(docs, self.predict(docs))
+        if _holds_huge_record(docs):
+            release_free_memory()
 
     def _encode(self, docs: Sequence[Doc]) -> EncodedBatch:
         """Tokenize docs into pieces and align the pieces to the docs' spaCy tokens."""
@@ -445,8 +442,17 @@ class HFTokenTagger(TrainablePipe):
         """Token probabilities [n_tokens, n_labels], has-piece mask, and the mask
         of tokens tied to the previous one (only a piece running in), for all
         tokens of the batch; `result[i]` gives doc i's three arrays."""
-        prepared = self._prepare(list(docs))
-        return self._finish(prepared, self._forward(prepared))
+        batch = list(docs)
+        prepared = self._prepare(batch)
+        # A huge record: what each stage freed goes back to the system before
+        # the next allocates (`residency.release_free_memory`).
+        huge = _holds_huge_record(batch)
+        if huge:
+            release_free_memory()
+        piece_probs = self._forward(prepared)
+        if huge:
+            release_free_memory()
+        return self._finish(prepared, piece_probs)
 
     def _prepare(self, docs: Sequence[Doc], materialize: bool = False) -> PreparedDocs:
         """The CPU's work before the model: pieces aligned to tokens, and the

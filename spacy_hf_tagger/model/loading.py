@@ -67,7 +67,8 @@ class LoadedModel:
                 advised = page_out_weights(self.model, self._runner)
                 if advised:
                     logger.debug(
-                        "paged out %.0f MiB of float32 weights mapped from the model's files",
+                        "advised the kernel to page out %.0f MiB of float32 weights mapped "
+                        "from the model's files",
                         advised / 2**20,
                     )
         return self._runner

@@ -146,13 +146,19 @@ def inference_copy(model: torch.nn.Module, precision: Precision) -> torch.nn.Mod
     # Each floating tensor is converted straight into the copy: a plain
     # deepcopy would first duplicate every float32 weight (and gradient),
     # memory the allocator then keeps for the life of the process.
+    # Other tensors are copied on their own too: a deepcopy of a view copies
+    # its whole storage (a mapped checkpoint file, for one).
     memo = {}
     for tensor in [*model.parameters(), *model.buffers()]:
-        if tensor.is_floating_point() and id(tensor) not in memo:
+        if id(tensor) in memo:
+            continue
+        if tensor.is_floating_point():
             converted = tensor.detach().to(dtype, copy=True)
-            if isinstance(tensor, torch.nn.Parameter):
-                converted = torch.nn.Parameter(converted, requires_grad=False)
-            memo[id(tensor)] = converted
+        else:
+            converted = tensor.detach().clone()
+        if isinstance(tensor, torch.nn.Parameter):
+            converted = torch.nn.Parameter(converted, requires_grad=False)
+        memo[id(tensor)] = converted
     runner = copy.deepcopy(model, memo).to(dtype)
     runner.eval()
     return runner

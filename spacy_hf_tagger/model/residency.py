@@ -32,7 +32,6 @@ rest of the job, and the peak 0.7 GB higher (benchmarks/long_record.py).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import sys
 from functools import lru_cache
@@ -46,6 +45,7 @@ logger = logging.getLogger("spacy_hf_tagger")
 # linux/mman.h: reclaim these pages now (clean file pages are dropped).
 MADV_PAGEOUT = 21
 MAPS = Path("/proc/self/maps")
+SMAPS = Path("/proc/self/smaps")
 
 Range = Tuple[int, int]
 
@@ -101,10 +101,14 @@ def _libc() -> Optional[ctypes.CDLL]:
 
 @lru_cache(maxsize=1)
 def _load_libc() -> Optional[ctypes.CDLL]:
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError:
-        return None
+    # By name, not `ctypes.util.find_library` (which runs `ldconfig -p`); the
+    # process's own symbols where that name is not there (musl).
+    for name in ("libc.so.6", None):
+        try:
+            return ctypes.CDLL(name, use_errno=True)
+        except OSError:
+            continue
+    return None
 
 
 def release_free_memory() -> bool:
@@ -129,27 +133,55 @@ def _madvise() -> Optional[ctypes._CFuncPtr]:  # type: ignore[name-defined]
     return advise
 
 
+def private_kib(mapping: Range, smaps: Path = SMAPS) -> Optional[int]:
+    """KiB of `mapping` that are private copies (written pages of a private
+    file mapping: "Anonymous" in smaps); None when it is not found."""
+    inside = False
+    try:
+        lines = smaps.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if fields and "-" in fields[0] and len(fields) >= 5 and ":" in fields[3]:
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            inside = (start, end) == mapping
+        elif inside and fields[:1] == ["Anonymous:"]:
+            return int(fields[1])
+    return None
+
+
 def page_out_weights(model: torch.nn.Module, runner: torch.nn.Module) -> int:
-    """Ask the kernel to page out the file mappings that hold `model`'s
+    """Advise the kernel to page out the file mappings that hold `model`'s
     weights and none of `runner`'s (module docstring); the bytes advised.
 
-    A kernel that does not know the advice refuses it, and nothing changes."""
+    Advice, not a promise: the kernel reclaims only pages no other process
+    maps, of files this process could write (a model folder owned by root in
+    a container stays resident), and refuses the call before Linux 5.4. A
+    mapping that training wrote into is left alone (it would go to swap and
+    come back at the next step). Never raises: it only saves memory."""
     advise = _madvise()
     if advise is None or runner is model:
         return 0
-    targets = mappings_holding(
-        file_mappings(),
-        storage_ranges(_module_tensors(model)),
-        storage_ranges(_module_tensors(runner)),
-    )
-    advised = 0
-    for start, end in targets:
-        if advise(start, end - start, MADV_PAGEOUT) == 0:
-            advised += end - start
-        else:
-            logger.debug(
-                "madvise(MADV_PAGEOUT) refused (errno %d); the float32 weights stay resident",
-                ctypes.get_errno(),
-            )
-            break
-    return advised
+    try:
+        targets = mappings_holding(
+            file_mappings(),
+            storage_ranges(_module_tensors(model)),
+            storage_ranges(_module_tensors(runner)),
+        )
+        advised = 0
+        for mapping in targets:
+            if private_kib(mapping) != 0:
+                continue
+            start, end = mapping
+            if advise(start, end - start, MADV_PAGEOUT) == 0:
+                advised += end - start
+            else:
+                logger.debug(
+                    "madvise(MADV_PAGEOUT) refused (errno %d); those weights stay resident",
+                    ctypes.get_errno(),
+                )
+        return advised
+    except Exception as error:  # an optimisation: inference goes on without it
+        logger.debug("paging out the float32 weights failed (%s)", type(error).__name__)
+        return 0

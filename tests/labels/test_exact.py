@@ -39,7 +39,9 @@ def _definition(
 @st.composite
 def _cases(draw: st.DrawFn) -> tuple:
     lengths = draw(st.lists(st.integers(1, 6), min_size=1, max_size=30))
-    starts = np.cumsum([0] + [n + 1 for n in lengths[:-1]]).astype(np.int64)
+    # Tokens glued (punctuation), one space apart, or two.
+    gaps = draw(st.lists(st.integers(0, 2), min_size=len(lengths), max_size=len(lengths)))
+    starts = np.cumsum([0] + [n + g for n, g in zip(lengths[:-1], gaps)]).astype(np.int64)
     ends = starts + np.array(lengths, dtype=np.int64)
     n = len(lengths)
     # Written entities: disjoint token ranges, in any order.

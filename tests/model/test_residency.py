@@ -8,6 +8,7 @@ reads them again (86 MiB for MiniLM-L6; benchmarks/stream_memory.py).
 
 from __future__ import annotations
 
+import platform
 import shutil
 import sys
 from pathlib import Path
@@ -21,12 +22,13 @@ from spacy.training import Example
 from tiny_models import training_sentences
 
 from spacy_hf_tagger import component
-from spacy_hf_tagger.model import precision, residency
+from spacy_hf_tagger.model import loading, precision, residency
 from spacy_hf_tagger.model.precision import Precision, inference_copy
 from spacy_hf_tagger.model.residency import (
     file_mappings,
     mappings_holding,
     page_out_weights,
+    private_kib,
     storage_ranges,
 )
 
@@ -83,6 +85,10 @@ def _state(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def _ents(doc: spacy.tokens.Doc) -> List[tuple]:
+    return [(e.start_char, e.end_char, e.label_, e._.hf_score) for e in doc.ents]
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise paging is Linux's")
 def test_a_bf16_run_pages_out_the_mapped_float32_weights_and_they_read_back_intact(
     tiny_models: TinyModelFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -94,8 +100,15 @@ def test_a_bf16_run_pages_out_the_mapped_float32_weights_and_they_read_back_inta
     # "auto" on a CPU with native bf16 keeps the float32 weights (what training
     # and to_disk see) and runs a bf16 copy; an explicit "bfloat16" loads bf16.
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    advised: List[int] = []
+
+    def spy(model: torch.nn.Module, runner: torch.nn.Module) -> int:
+        advised.append(page_out_weights(model, runner))
+        return advised[-1]
+
+    monkeypatch.setattr(loading, "page_out_weights", spy)
     nlp = spacy.blank("en")
-    nlp.add_pipe("hf_token_tagger", config={"model": str(folder)})
+    nlp.add_pipe("hf_token_tagger", config={"model": str(folder), "device": "cpu"})
     tagger = nlp.get_pipe("hf_token_tagger")
     assert tagger.precision.needs_copy
     loaded = tagger._ensure_loaded()
@@ -104,26 +117,40 @@ def test_a_bf16_run_pages_out_the_mapped_float32_weights_and_they_read_back_inta
         pytest.skip("this transformers version copies the weights instead of mapping the file")
     before = _resident_kib(mapped)
     assert before > 0
-    runner = loaded.inference_model()  # made here, and the weights paged out
-    if page_out_weights(tagger.hf_model, runner) == 0:
+    loaded.inference_model()  # the copy is made, and the weights paged out
+    assert len(advised) == 1
+    if advised[0] == 0:
         pytest.skip("this kernel refuses MADV_PAGEOUT (Linux 5.4+)")
+    after = _resident_kib(mapped)
+    if after == before:
+        pytest.skip("this file system's pages are not reclaimable here (tmpfs without swap)")
     # Pages faulted in a moment ago may still sit in the kernel's per-CPU
-    # batches, out of reclaim's reach (16 of 88 pages seen here).
-    assert _resident_kib(mapped) <= before // 4
-    float32 = spacy.blank("en")
-    float32.add_pipe("hf_token_tagger", config={"model": str(folder), "dtype": "float32"})
-    reference = [(e.start_char, e.end_char, e.label_) for e in float32(TEXT).ents]
-    assert reference
-    assert [(e.start_char, e.end_char, e.label_) for e in nlp(TEXT).ents] == reference
+    # batches, out of reclaim's reach (16 of 88 pages seen here, 2 cores).
+    assert after <= before // 2
+    # Read back from the file, bit for bit (read only now: a page another
+    # mapping holds too is not paged out).
     on_file = load_file(str(folder / "model.safetensors"))
-    # Read back from the file, bit for bit, and trainable as before.
-    for name, tensor in tagger.hf_model.state_dict().items():
-        if name in on_file:
-            assert torch.equal(tensor, on_file[name]), name
+    state = tagger.hf_model.state_dict()
+    assert set(state) == set(on_file)
+    for name, tensor in state.items():
+        assert torch.equal(tensor, on_file[name]), name
+    # A new copy (same weights) after the page-out predicts what the first did.
+    first = _ents(nlp(TEXT))
+    assert first
+    tagger.weights_changed()
+    assert _ents(nlp(TEXT)) == first
+    # Training writes into the mapping: those private pages are not advised
+    # again (they would go to swap and come back at the next step).
     text, spans = training_sentences()[0]
     example = Example.from_dict(nlp.make_doc(text), {"entities": spans})
     nlp.update([example], sgd=nlp.resume_training())
-    assert not torch.equal(tagger.hf_model.classifier.weight, on_file["classifier.weight"])
+    trained = {k: v.detach().clone() for k, v in tagger.hf_model.state_dict().items()}
+    assert not torch.equal(trained["classifier.weight"], on_file["classifier.weight"])
+    nlp(TEXT)  # a copy of the trained weights
+    assert len(advised) == 3 and any(private_kib(m) for m in mapped)
+    assert advised[-1] == 0
+    for name, tensor in tagger.hf_model.state_dict().items():
+        assert torch.equal(tensor, trained[name]), name
 
 
 def test_nothing_is_advised_when_no_copy_runs(tiny_models: TinyModelFactory) -> None:
@@ -159,8 +186,7 @@ def test_the_bf16_copy_converts_each_tensor_once_and_shares_none(
     )
     model = nlp.get_pipe("hf_token_tagger").hf_model
     before = _state(model)
-    # A tied pair (one tensor in two modules) stays one tensor in the copy,
-    # and gradients from training are not copied.
+    # Gradients from training are not copied.
     model.classifier.weight.grad = torch.ones_like(model.classifier.weight)
     runner = inference_copy(model, BF16)
     originals: List[torch.Tensor] = [*model.parameters(), *model.buffers()]
@@ -175,6 +201,7 @@ def test_the_bf16_copy_converts_each_tensor_once_and_shares_none(
         else:
             assert torch.equal(copied, original)
     assert runner.classifier.weight.grad is None
+    assert not any(p.requires_grad for p in runner.parameters())
     assert not runner.training
     for name, tensor in _state(model).items():
         assert torch.equal(tensor, before[name]), name
@@ -187,7 +214,11 @@ def test_a_huge_batch_hands_freed_memory_back_between_stages_and_annotates_the_s
     nlp = spacy.blank("en")
     nlp.add_pipe(
         "hf_token_tagger",
-        config={"model": str(tiny_models("wordpiece-cased", train_steps=100)), "dtype": "float32"},
+        config={
+            "model": str(tiny_models("wordpiece-cased", train_steps=100)),
+            "dtype": "float32",
+            "device": "cpu",  # `pipe` overlaps on a GPU, by another path
+        },
     )
 
     def read(docs: List[spacy.tokens.Doc]) -> List[tuple]:
@@ -211,6 +242,7 @@ def test_a_huge_batch_hands_freed_memory_back_between_stages_and_annotates_the_s
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
 def test_free_memory_goes_back_where_the_libc_can(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert residency.release_free_memory() in (True, False)  # musl has no malloc_trim
+    # glibc has malloc_trim; another libc (musl) may not.
+    assert residency.release_free_memory() is (platform.libc_ver()[0] == "glibc")
     monkeypatch.setattr(residency.sys, "platform", "win32")
     assert residency.release_free_memory() is False
