@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import sys
 import tempfile
@@ -27,20 +26,12 @@ from typing import Optional, Sequence
 
 from accuracy import DEFAULT_DATA, DEFAULT_MODEL, ROOT, quiet_transformers, versions_line
 from conll import read_conll, render_texts
+from stream_memory import rss_mib
 
 
 def peak_rss_mib() -> float:
     """This process's peak resident memory so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def rss_mib() -> float:
-    """This process's resident memory now (Linux; NaN elsewhere)."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, IndexError, ValueError):
-        return float("nan")
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

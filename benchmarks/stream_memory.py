@@ -52,7 +52,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 from accuracy import DEFAULT_DATA, DEFAULT_MODEL, ROOT, quiet_transformers, versions_line
 from conll import UNITS, count_words, read_conll, render_texts
@@ -108,19 +108,6 @@ def reset_peak() -> bool:
         return False
 
 
-def trim_free_memory() -> bool:
-    """Hand the allocator's free pages back to the system (glibc's malloc_trim),
-    so that the RSS read next is memory in use, not memory kept for reuse."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim(0)
-        return True
-    except (OSError, AttributeError):
-        return False
-
-
 def peak_mib() -> Optional[float]:
     """The kernel's high-water mark of this process's RSS (VmHWM)."""
     return status_mib("VmHWM")
@@ -151,8 +138,9 @@ class Meter:
         self.peak_reset = False
         self.sampled_max = 0.0
         self.at: Dict[float, float] = {}
-        # With `trim_marks`: the RSS at each mark after malloc_trim (in use).
-        self.trim_marks = False
+        # With `trim` (--trim-marks): the RSS at each mark after it handed the
+        # allocator's free pages back (memory in use).
+        self.trim: Optional[Callable[[], bool]] = None
         self.in_use: Dict[float, float] = {}
         self.file_backed: Optional[float] = None
         self.trace: List[tuple] = []
@@ -193,7 +181,7 @@ class Meter:
                 if mark not in self.at and fraction >= mark:
                     self.at[mark] = rss = rss_mib()
                     self.file_backed = rss_file_mib()
-                    if self.trim_marks and trim_free_memory():
+                    if self.trim is not None and self.trim():
                         self.in_use[mark] = rss_mib()
                     print(
                         f"  [{self.label}] {mark:4.0%} mark: {self.done:,} records "
@@ -295,7 +283,10 @@ def run_system(system: str, job: Dict[str, Any]) -> Dict[str, Any]:
     quiet_transformers()
     meter = Meter(job["records"], job["warmup"], job["interval"], system)
     meter.keep_trace = job["trace"]
-    meter.trim_marks = job["trim_marks"]
+    if job["trim_marks"]:
+        from spacy_hf_tagger.model.residency import release_free_memory
+
+        meter.trim = release_free_memory
     first = next(read_texts(job["shards"]))
     note = ""
     if system == "bare":

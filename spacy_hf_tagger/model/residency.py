@@ -23,10 +23,11 @@ And the memory a huge record's work freed (`release_free_memory`). glibc's
 malloc keeps what is freed for the next allocation, in one arena per thread
 (the tokenizer's and torch's threads have their own) and, once a large block
 was freed, serves even large ones from the heap instead of the system: a
-10 M-character record left the process 1.1 GB above what it held, for the
-rest of the job, and the peak 0.7 GB higher (benchmarks/long_record.py).
-`malloc_trim` hands the free pages of every arena back; it walks them all
-(~20 ms after such a record), so it runs only after that much text.
+10 M-character record through `nlp()` peaked 0.7 GB higher, and held 1.1
+GB more once written, than with the free pages handed back after each stage
+(the corpus job: `benchmarks/long_record.py`). `malloc_trim` hands the free
+pages of every arena back; it walks them all (2-21 ms after such a record's
+stages), so it runs only where a doc is that long.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import logging
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 
@@ -95,6 +96,17 @@ def _module_tensors(module: torch.nn.Module) -> List[torch.Tensor]:
     return [*module.parameters(), *module.buffers()]
 
 
+def weight_mappings(
+    model: torch.nn.Module, runner: Optional[torch.nn.Module] = None
+) -> List[Range]:
+    """The file mappings holding `model`'s tensors and none of `runner`'s."""
+    return mappings_holding(
+        file_mappings(),
+        storage_ranges(_module_tensors(model)),
+        storage_ranges(_module_tensors(runner)) if runner is not None else [],
+    )
+
+
 def _libc() -> Optional[ctypes.CDLL]:
     return _load_libc() if sys.platform.startswith("linux") else None
 
@@ -133,22 +145,25 @@ def _madvise() -> Optional[ctypes._CFuncPtr]:  # type: ignore[name-defined]
     return advise
 
 
-def private_kib(mapping: Range, smaps: Path = SMAPS) -> Optional[int]:
-    """KiB of `mapping` that are private copies (written pages of a private
-    file mapping: "Anonymous" in smaps); None when it is not found."""
-    inside = False
+def smaps_kib(field: str, smaps: Path = SMAPS) -> Dict[Range, int]:
+    """Per mapping of this process, the KiB smaps gives for `field` ("Rss";
+    "Anonymous": pages of a private file mapping that a write made private
+    copies); empty where there is no smaps."""
+    found: Dict[Range, int] = {}
     try:
         lines = smaps.read_text().splitlines()
     except OSError:
-        return None
+        return found
+    mapping: Optional[Range] = None
+    key = f"{field}:"
     for line in lines:
         fields = line.split()
         if fields and "-" in fields[0] and len(fields) >= 5 and ":" in fields[3]:
             start, end = (int(x, 16) for x in fields[0].split("-"))
-            inside = (start, end) == mapping
-        elif inside and fields[:1] == ["Anonymous:"]:
-            return int(fields[1])
-    return None
+            mapping = (start, end)
+        elif mapping is not None and fields[:1] == [key]:
+            found[mapping] = found.get(mapping, 0) + int(fields[1])
+    return found
 
 
 def page_out_weights(model: torch.nn.Module, runner: torch.nn.Module) -> int:
@@ -164,14 +179,11 @@ def page_out_weights(model: torch.nn.Module, runner: torch.nn.Module) -> int:
     if advise is None or runner is model:
         return 0
     try:
-        targets = mappings_holding(
-            file_mappings(),
-            storage_ranges(_module_tensors(model)),
-            storage_ranges(_module_tensors(runner)),
-        )
+        targets = weight_mappings(model, runner)
+        private = smaps_kib("Anonymous") if targets else {}
         advised = 0
         for mapping in targets:
-            if private_kib(mapping) != 0:
+            if private.get(mapping) != 0:
                 continue
             start, end = mapping
             if advise(start, end - start, MADV_PAGEOUT) == 0:

@@ -1,7 +1,7 @@
 """`labels.exact.held_by_decoded`: which exact entities with an edge inside a
 token a written entity holds, checked against its definition over arbitrary
 tokens and entities (it once scanned every written entity per exact one:
-23 s of a 2 M-character record)."""
+17 of the 52 s a 4 M-character record took)."""
 
 from __future__ import annotations
 

@@ -28,8 +28,8 @@ from spacy_hf_tagger.model.residency import (
     file_mappings,
     mappings_holding,
     page_out_weights,
-    private_kib,
-    storage_ranges,
+    smaps_kib,
+    weight_mappings,
 )
 
 TinyModelFactory = Callable[..., Path]
@@ -55,6 +55,26 @@ def test_file_mappings_keep_files_only(tmp_path: Path) -> None:
     assert file_mappings(tmp_path / "absent") == []  # not Linux: nothing to advise
 
 
+def test_smaps_fields_per_mapping(tmp_path: Path) -> None:
+    smaps = tmp_path / "smaps"
+    smaps.write_text(
+        "7f0000000000-7f0000004000 r--p 00000000 fd:01 1234   /models/x/model.safetensors\n"
+        "Size:                 16 kB\n"
+        "Rss:                  12 kB\n"
+        "Anonymous:             4 kB\n"
+        "VmFlags: rd mr mw me\n"
+        "7f0000004000-7f0000008000 rw-p 00000000 00:00 0 \n"
+        "Rss:                   8 kB\n"
+        "Anonymous:             8 kB\n"
+    )
+    assert smaps_kib("Rss", smaps) == {
+        (0x7F0000000000, 0x7F0000004000): 12,
+        (0x7F0000004000, 0x7F0000008000): 8,
+    }
+    assert smaps_kib("Anonymous", smaps)[(0x7F0000000000, 0x7F0000004000)] == 4
+    assert smaps_kib("Rss", tmp_path / "absent") == {}
+
+
 def test_only_mappings_of_the_weights_and_none_of_the_copy_are_chosen() -> None:
     mappings = [(0, 100), (100, 200), (200, 300), (300, 400)]
     weights = [(10, 20), (150, 250), (310, 320)]
@@ -65,20 +85,8 @@ def test_only_mappings_of_the_weights_and_none_of_the_copy_are_chosen() -> None:
 
 def _resident_kib(ranges: List[Tuple[int, int]]) -> int:
     """Resident KiB of this process's mappings at exactly these ranges."""
-    total, inside = 0, False
-    for line in Path("/proc/self/smaps").read_text().splitlines():
-        fields = line.split()
-        if fields and "-" in fields[0] and len(fields) >= 5 and ":" in fields[3]:
-            start, end = (int(x, 16) for x in fields[0].split("-"))
-            inside = (start, end) in ranges
-        elif inside and fields[:1] == ["Rss:"]:
-            total += int(fields[1])
-    return total
-
-
-def _weights_mappings(model: torch.nn.Module) -> List[Tuple[int, int]]:
-    tensors = [*model.parameters(), *model.buffers()]
-    return mappings_holding(file_mappings(), storage_ranges(tensors), [])
+    rss = smaps_kib("Rss")
+    return sum(rss.get(mapping, 0) for mapping in ranges)
 
 
 def _state(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
@@ -112,7 +120,7 @@ def test_a_bf16_run_pages_out_the_mapped_float32_weights_and_they_read_back_inta
     tagger = nlp.get_pipe("hf_token_tagger")
     assert tagger.precision.needs_copy
     loaded = tagger._ensure_loaded()
-    mapped = _weights_mappings(tagger.hf_model)
+    mapped = weight_mappings(tagger.hf_model)
     if not mapped:
         pytest.skip("this transformers version copies the weights instead of mapping the file")
     before = _resident_kib(mapped)
@@ -144,10 +152,11 @@ def test_a_bf16_run_pages_out_the_mapped_float32_weights_and_they_read_back_inta
     text, spans = training_sentences()[0]
     example = Example.from_dict(nlp.make_doc(text), {"entities": spans})
     nlp.update([example], sgd=nlp.resume_training())
-    trained = {k: v.detach().clone() for k, v in tagger.hf_model.state_dict().items()}
+    trained = _state(tagger.hf_model)
     assert not torch.equal(trained["classifier.weight"], on_file["classifier.weight"])
     nlp(TEXT)  # a copy of the trained weights
-    assert len(advised) == 3 and any(private_kib(m) for m in mapped)
+    private = smaps_kib("Anonymous")
+    assert len(advised) == 3 and any(private.get(m) for m in mapped)
     assert advised[-1] == 0
     for name, tensor in tagger.hf_model.state_dict().items():
         assert torch.equal(tensor, trained[name]), name
