@@ -29,6 +29,7 @@ from accuracy import (
     DEFAULT_DATA,
     DEFAULT_MODEL,
     make_ours,
+    on_torch_thread,
     ours_unavailable_reason,
     quiet_transformers,
     spacy_pipe_spans,
@@ -97,7 +98,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tok = AutoTokenizer.from_pretrained(args.model)
     cfg = AutoConfig.from_pretrained(args.model)
     max_length = min(tok.model_max_length, cfg.max_position_embeddings)
-    floor = Floor(args.model, max_length, default_stride(max_length), (args.batch_size, None))
+    floor = on_torch_thread(
+        Floor, args.model, max_length, default_stride(max_length), (args.batch_size, None)
+    )
 
     docs = read_conll(args.data)
     if args.limit is not None:
@@ -109,11 +112,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         words = sum(t.n_words for t in texts)
         gold = gold_spans(texts)
         print(f"\n== {unit}: {len(raw)} texts, {words} words ({args.style})")
-        floor.run(raw[:8])
+        on_torch_thread(floor.run, raw[:8])
         best: Dict[str, float] = {"floor": float("inf")}
         spans: Dict[str, list] = {}
         for r in range(args.repeat):
-            best["floor"] = min(best["floor"], floor.run(raw))
+            best["floor"] = min(best["floor"], on_torch_thread(floor.run, raw))
             for d, nlp in systems.items():
                 t0 = time.perf_counter()
                 spans[d] = spacy_pipe_spans(nlp, texts)

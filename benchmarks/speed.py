@@ -48,6 +48,7 @@ from accuracy import (
     make_hf_pipeline,
     make_ours,
     make_shp,
+    on_torch_thread,
     ours_config,
     ours_unavailable_reason,
     quiet_transformers,
@@ -263,7 +264,7 @@ def run_workload(
     timings: Dict[str, Timing] = {s: Timing(s) for s in runners}
     if floor is not None:
         timings = {"floor": Timing("floor"), **timings}
-        floor.run(texts[:warmup])
+        on_torch_thread(floor.run, texts[:warmup])
     for fn in runners.values():
         fn(texts[:warmup])
     for r in range(repeat):
@@ -272,7 +273,7 @@ def run_workload(
                 assert floor is not None
                 for size in floor_batch_sizes:
                     floor.batch_size = size
-                    fwd = floor.run(texts)
+                    fwd = on_torch_thread(floor.run, texts)
                     t = timings["floor"]
                     if fwd < t.best_s:
                         t.best_s, t.best_batch = fwd, shape_name(size)
@@ -354,7 +355,7 @@ def glue_report(
     replay = stages.ReplayModel(store)
     expected = stages.entity_spans(real_docs)
     glue_s = float("inf")
-    with stages.model_replaced(nlp, lambda runner: replay):
+    with stages.model_replaced(nlp, lambda runner: replay), stages.accelerator_path():
         for _ in range(repeat):
             secs, docs = stages.run_pipe(nlp, texts)
             glue_s = min(glue_s, secs)
@@ -390,7 +391,7 @@ def glue_report(
     timing: Dict[bool, float] = {}
     outputs: Dict[bool, list] = {}
     try:
-        with stages.model_replaced(nlp, lambda runner: replay):
+        with stages.model_replaced(nlp, lambda runner: replay), stages.accelerator_path():
             for _ in range(repeat):
                 for overlap in (False, True):
                     pipe.settings = settings.replace(overlap=overlap)
@@ -546,7 +547,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if stride is None:
         stride = default_stride(max_length)
     floor = (
-        Floor(
+        on_torch_thread(
+            Floor,
             args.model,
             max_length,
             stride,
@@ -559,18 +561,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     floor_sizes = [parse_batch_shape(x) for x in args.floor_batch_sizes.split(",") if x.strip()]
     if "transformers" in systems:
-        pipe = make_hf_pipeline(args.model, "first", stride)
-        runners["transformers"] = lambda texts, pipe=pipe: _consume(
-            pipe(list(texts), batch_size=args.batch_size)
+        pipe = on_torch_thread(make_hf_pipeline, args.model, "first", stride)
+        runners["transformers"] = lambda texts, pipe=pipe: on_torch_thread(
+            lambda: _consume(pipe(list(texts), batch_size=args.batch_size))
         )
         notes["transformers"] = f"aggregation first, batch {args.batch_size}, stride {stride}"
     if "shp" in systems:
         shp_conf: Dict[str, object] = {}
         if args.shp_batch_size is not None:
             shp_conf["kwargs"] = {"batch_size": args.shp_batch_size}
-        nlp_shp = make_shp(args.model, shp_conf)
+        nlp_shp = on_torch_thread(make_shp, args.model, shp_conf)
         c = nlp_shp.config["components"]["hf_token_pipe"]
-        runners["shp"] = lambda texts, nlp=nlp_shp: _consume(nlp.pipe(texts))
+        runners["shp"] = lambda texts, nlp=nlp_shp: on_torch_thread(_consume, nlp.pipe(texts))
         notes["shp"] = f"aggregation first, stride {c['stride']}, kwargs {dict(c['kwargs'])}"
 
     docs = read_conll(args.data)

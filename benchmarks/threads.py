@@ -30,7 +30,14 @@ import threading
 import time
 from typing import Dict, List, Optional, Sequence
 
-from accuracy import DEFAULT_DATA, DEFAULT_MODEL, make_ours, quiet_transformers, versions_line
+from accuracy import (
+    DEFAULT_DATA,
+    DEFAULT_MODEL,
+    make_ours,
+    on_torch_thread,
+    quiet_transformers,
+    versions_line,
+)
 from conll import read_conll, render_texts
 
 BAR_THREADS = 0.7
@@ -88,11 +95,14 @@ def single_latencies(nlp, model_dir: str, texts: List[str]) -> tuple[List[float]
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForTokenClassification.from_pretrained(model_dir).eval()
+    model = on_torch_thread(AutoModelForTokenClassification.from_pretrained, model_dir).eval()
 
-    def bare(text: str) -> None:
+    def forward(text: str) -> None:
         with torch.inference_mode():
             model(**tokenizer(text, return_tensors="pt"))
+
+    def bare(text: str) -> None:
+        on_torch_thread(forward, text)
 
     ours: List[float] = []
     plain: List[float] = []

@@ -36,6 +36,7 @@ from typing import (
     Optional,
     Sequence,
     Tuple,
+    TypeVar,
     Union,
 )
 
@@ -67,6 +68,7 @@ from .labels.writing import (
     write_entities,
     write_tags,
 )
+from .model import torch_thread
 from .model.device import resolve_device
 from .model.forward import (
     BatchShape,
@@ -120,6 +122,7 @@ RELEASE_AFTER_CHARS = 1_000_000
 # 1.41x and 1.45x.
 OVERLAP_CHUNK_CALLS = 0.75
 HOST = torch.device("cpu")
+T = TypeVar("T")
 
 __all__ = ["AnnotationConflictError", "ConfigError", "HFTokenTagger", "make_hf_token_tagger"]
 
@@ -314,18 +317,33 @@ class HFTokenTagger(TrainablePipe):
         loaded = self._loaded
         if loaded is not None:
             return loaded
-        with self._load_lock:
-            if self._loaded is None:
-                source = load_source(
-                    self.settings.model,
-                    self.settings.revision,
-                    self.precision.weights,
-                    require_head=True,
-                )
-                self.resolved_commit = source.resolved_commit
-                self._install(source.model, source.tokenizer)
+        # The lock is taken on the torch thread: no caller waits for it holding the lock.
+        self._on_torch_thread(self._load_once)
         assert self._loaded is not None
         return self._loaded
+
+    def _load_once(self) -> None:
+        with self._load_lock:
+            if self._loaded is None:
+                self._load_from_setting()
+
+    def _load_from_setting(self) -> None:
+        source = load_source(
+            self.settings.model,
+            self.settings.revision,
+            self.precision.weights,
+            require_head=True,
+        )
+        self.resolved_commit = source.resolved_commit
+        self._install(source.model, source.tokenizer)
+
+    def _routes_torch(self) -> bool:
+        return self._device.type == "cpu" and torch_thread.routes()
+
+    def _on_torch_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """On CPU, torch work runs on the process's one torch thread
+        (`model.torch_thread`: one OpenMP team, so its workers keep spinning)."""
+        return torch_thread.run_for(self._device, fn, *args, **kwargs)
 
     def _install(self, model: torch.nn.Module, tokenizer: Any) -> None:
         loaded = install(
@@ -364,6 +382,11 @@ class HFTokenTagger(TrainablePipe):
         the same batch (see `coalescing`)."""
         error_handler = self.get_error_handler()
         try:
+            if torch_thread.is_torch_thread():
+                # Work run on the torch thread cannot wait for a batch whose
+                # leader waits for the torch thread.
+                self._annotate_docs([doc])
+                return doc
             return self._coalescer.submit(doc)
         except Exception as error:
             error_handler(self.name, self, [doc], error)
@@ -404,6 +427,8 @@ class HFTokenTagger(TrainablePipe):
             lambda docs: self._prepare(docs, materialize=True),
             self._forward,
             lambda docs, prepared, probs: self.set_annotations(docs, self._finish(prepared, probs)),
+            # On CPU, straight to the torch thread (no device thread in between).
+            submit=torch_thread.submit if self._routes_torch() else None,
         ):
             if isinstance(outcome, Exception):
                 error_handler(self.name, self, docs, outcome)
@@ -485,8 +510,16 @@ class HFTokenTagger(TrainablePipe):
         batches = iter(prepared.batches)
         if loaded.device.type != "cpu":
             batches = on_device(batches, loaded.device)
+        # The lock is taken where the forward runs: a caller holding it while
+        # it waits for the torch thread would block an overlapped pipe's
+        # forward already queued there.
+        return self._on_torch_thread(self._locked_forward, loaded, prepared.encoded, batches)
+
+    def _locked_forward(
+        self, loaded: LoadedModel, encoded: EncodedBatch, batches: Iterator[ModelBatch]
+    ) -> np.ndarray:
         with self._forward_lock:
-            return piece_probabilities(loaded, prepared.encoded, batches)
+            return piece_probabilities(loaded, encoded, batches)
 
     def _finish(self, prepared: PreparedDocs, piece_probs: np.ndarray) -> BatchPrediction:
         """The CPU's work after the model: probabilities per token, word groups."""
@@ -712,6 +745,11 @@ class HFTokenTagger(TrainablePipe):
         """Prepare for training: choose the label set and, if needed, a new head
         (see `fine_tuning.choose_head`)."""
         validate_examples(get_examples(), "HFTokenTagger.initialize")
+        self._on_torch_thread(self._initialize_model, get_examples, labels)
+
+    def _initialize_model(
+        self, get_examples: Callable[[], Iterable[Example]], labels: Optional[Sequence[str]]
+    ) -> None:
         source = load_source(
             self.settings.model, self.settings.revision, self.precision.weights, require_head=False
         )
@@ -737,17 +775,20 @@ class HFTokenTagger(TrainablePipe):
         validate_examples(examples, "HFTokenTagger.update")
         if not examples:
             return losses
+        losses[self.name] += self._on_torch_thread(self._accumulate, examples, drop)
+        if sgd not in (None, False):
+            self.finish_update(sgd)
+        return losses
+
+    def _accumulate(self, examples: List[Example], drop: float) -> float:
         loaded = self._ensure_loaded()
-        losses[self.name] += fine_tuning.accumulate_gradients(
+        return fine_tuning.accumulate_gradients(
             loaded.model,
             self._training_batches(examples),
             drop,
             lambda: fine_tuning.autocast(self.settings.mixed_precision, loaded.device),
             lambda logits, targets: self.get_loss(examples, (logits, targets)),
         )
-        if sgd not in (None, False):
-            self.finish_update(sgd)
-        return losses
 
     def get_loss(self, examples: Iterable[Example], scores: Any) -> torch.Tensor:
         """Mean cross-entropy of (logits, targets) over pieces that carry a target."""
@@ -776,6 +817,9 @@ class HFTokenTagger(TrainablePipe):
 
     def finish_update(self, sgd: Optimizer) -> None:
         """Apply accumulated gradients with the settings of spaCy's optimizer."""
+        self._on_torch_thread(self._step, sgd)
+
+    def _step(self, sgd: Optimizer) -> None:
         if self._torch_step is None:
             self._torch_step = fine_tuning.TorchStep(self._ensure_loaded().model)
         self._torch_step(sgd)
@@ -810,7 +854,9 @@ class HFTokenTagger(TrainablePipe):
         loaded = self._ensure_loaded()
         cfg = {**self.settings.as_dict(), "resolved_commit": self.resolved_commit}
         label_map = self._resolved_label_map(loaded.scheme)
-        write_folder(Path(path), loaded, cfg, label_map, exclude=set(exclude))
+        self._on_torch_thread(
+            write_folder, Path(path), loaded, cfg, label_map, exclude=set(exclude)
+        )
 
     def _resolved_label_map(self, scheme: LabelScheme) -> Dict[str, Optional[str]]:
         if scheme.is_entity:
@@ -826,7 +872,9 @@ class HFTokenTagger(TrainablePipe):
         """Load the model from `path`, never from `model`'s hub id; with "model"
         excluded it loads from the `model` setting when first needed."""
         exclude = set(exclude)
-        saved, tokenizer, model = read_folder(Path(path), self.precision.weights, exclude)
+        saved, tokenizer, model = self._on_torch_thread(
+            read_folder, Path(path), self.precision.weights, exclude
+        )
         # Settings come from the pipeline's config (config.cfg, plus any
         # overrides given to spacy.load); cfg.json only restores what the
         # config cannot know: which weights were resolved when it was saved.
@@ -835,7 +883,7 @@ class HFTokenTagger(TrainablePipe):
             self.settings = self.settings.replace(revision=saved["revision"])
         if model is None:
             return self
-        self._install(model, tokenizer)
+        self._on_torch_thread(self._install, model, tokenizer)
         return self
 
     def to_bytes(self, *, exclude: Iterable[str] = ()) -> bytes:

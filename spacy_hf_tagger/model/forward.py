@@ -14,6 +14,7 @@ from spacy.tokens import Doc
 
 from ..align.batch import EncodedBatch, encode_batch
 from ..align.windows import Window, kept_positions, plan_batches, segment_windows
+from . import torch_thread
 from .inputs import build_batch, encode_texts, to_device
 from .loading import LoadedModel
 from .overlap import CHARS_PER_SUBWORD
@@ -230,6 +231,7 @@ def piece_probabilities(
         model.eval()
     with torch.inference_mode():
         for batch in batches:
+            torch_thread.check_stopping()
             try:
                 logits = model(**batch.inputs).logits
             except IndexError as error:

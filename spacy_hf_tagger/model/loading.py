@@ -19,7 +19,7 @@ import torch
 
 from ..errors import ConfigError
 from ..labels.schemes import LabelScheme, read_label_scheme
-from . import hub, inputs
+from . import hub, inputs, torch_thread
 from .iob_probe import IobProbe, probe_iob
 from .packing import PackedLayout, find_layout
 from .precision import Precision, inference_copy
@@ -94,6 +94,10 @@ class LoadedModel:
         probe = self._iob_probe
         if probe is not None:
             return probe
+        # Checked again on the torch thread: no caller waits for it holding the lock.
+        return torch_thread.run_for(self.device, self._probe_once)
+
+    def _probe_once(self) -> IobProbe:
         with self._probe_lock:
             if self._iob_probe is None:
                 self._iob_probe = probe_iob(

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import (
     Callable,
     Deque,
@@ -36,6 +36,8 @@ from typing import (
     TypeVar,
     Union,
 )
+
+from . import torch_thread
 
 Item = TypeVar("Item")
 Prepared = TypeVar("Prepared")
@@ -124,6 +126,7 @@ def run_overlapped(
     forward: Callable[[Prepared], Output],
     finish: Callable[[Item, Prepared, Output], Result],
     depth: int = DEPTH,
+    submit: Optional[Callable[..., Future[Output]]] = None,
 ) -> Iterator[Tuple[Item, Union[Result, Exception]]]:
     """`finish(item, p, forward(p))` for `p = prepare(item)`, item by item, in
     order, with `forward` running in a thread of its own, overlapping the
@@ -132,10 +135,17 @@ def run_overlapped(
     Yields `(item, result)`, or `(item, error)` when any step of that item
     raised an `Exception`: a failing item never stops the others. Closing the
     iterator early waits for the forward pass running, and drops the rest.
+
+    `submit(forward, prepared)` queues a forward pass on a thread that already
+    exists, one at a time (`torch_thread.submit`); by default a device thread
+    is started for the call.
     """
     if depth < 0:
         raise ValueError(f"depth must be at least 0, got {depth}")
-    device = ThreadPoolExecutor(max_workers=1, thread_name_prefix=DEVICE_THREAD)
+    device = None
+    if submit is None:
+        device = ThreadPoolExecutor(max_workers=1, thread_name_prefix=DEVICE_THREAD)
+        submit = device.submit
     in_flight: Deque[_InFlight[Item, Prepared, Output]] = deque()
     stream = iter(items)
     try:
@@ -151,7 +161,7 @@ def run_overlapped(
                 raise
             try:
                 prepared = prepare(item)
-                in_flight.append(_InFlight(item, prepared, device.submit(forward, prepared)))
+                in_flight.append(_InFlight(item, prepared, submit(forward, prepared)))
             except Exception as error:
                 in_flight.append(_InFlight(item, error=error))
             while len(in_flight) > depth:
@@ -159,10 +169,22 @@ def run_overlapped(
         while in_flight:
             yield _finished(in_flight.popleft(), finish)
     finally:
-        # A generator freed by the garbage collector can be closed from any
-        # thread, the device thread included, which cannot wait for itself.
-        waits = not threading.current_thread().name.startswith(DEVICE_THREAD)
-        device.shutdown(wait=waits, cancel_futures=True)
+        if device is not None:
+            # A generator freed by the garbage collector can be closed from any
+            # thread, the device thread included, which cannot wait for itself.
+            waits = not threading.current_thread().name.startswith(DEVICE_THREAD)
+            device.shutdown(wait=waits, cancel_futures=True)
+        else:
+            _drop(in_flight)
+
+
+def _drop(in_flight: Deque[_InFlight[Item, Prepared, Output]]) -> None:
+    """Cancel the forward passes on the torch thread not started yet; wait
+    for the one running, unless this is the torch thread (a generator closed
+    there by the garbage collector)."""
+    running = [e.future for e in in_flight if e.future is not None and not e.future.cancel()]
+    if running and not torch_thread.is_torch_thread():
+        wait(running)
 
 
 def _finished(

@@ -8,6 +8,7 @@ from typing import List, Tuple
 
 import pytest
 
+from spacy_hf_tagger.model import torch_thread
 from spacy_hf_tagger.model.overlap import doc_chunks, filled_chunks, overlaps, run_overlapped
 
 
@@ -43,7 +44,13 @@ def test_filled_chunks_end_at_enough_items_and_text_or_at_the_cap() -> None:
     assert list(filled_chunks([], 2, 5, 4, size=lambda n: n)) == []
 
 
-def test_results_come_in_order_with_forward_in_its_own_thread() -> None:
+# The forward passes on a device thread of the call's own, or on the torch
+# thread (`torch_thread.submit`, what CPU models use).
+SUBMITTERS = [None, torch_thread.submit]
+
+
+@pytest.mark.parametrize("submit", SUBMITTERS, ids=["device-thread", "torch-thread"])
+def test_results_come_in_order_with_forward_in_its_own_thread(submit) -> None:
     caller = threading.get_ident()
     forward_threads = set()
 
@@ -52,13 +59,20 @@ def test_results_come_in_order_with_forward_in_its_own_thread() -> None:
         time.sleep(0.002 * (x % 3))  # uneven device times
         return x * 10
 
-    out = list(run_overlapped(range(12), lambda x: x + 1, forward, lambda i, p, y: (i, p, y)))
+    out = list(
+        run_overlapped(
+            range(12), lambda x: x + 1, forward, lambda i, p, y: (i, p, y), submit=submit
+        )
+    )
     assert [item for item, _ in out] == list(range(12))
     assert [r for _, r in out] == [(i, i + 1, (i + 1) * 10) for i in range(12)]
     assert forward_threads and caller not in forward_threads
+    if submit is not None:
+        assert forward_threads == {torch_thread.submit(threading.get_ident).result()}
 
 
-def test_a_failing_item_fails_alone_at_any_step() -> None:
+@pytest.mark.parametrize("submit", SUBMITTERS, ids=["device-thread", "torch-thread"])
+def test_a_failing_item_fails_alone_at_any_step(submit) -> None:
     def prepare(x: int) -> int:
         if x == 1:
             raise ValueError("prepare 1")
@@ -74,7 +88,7 @@ def test_a_failing_item_fails_alone_at_any_step() -> None:
             raise KeyError("finish 5")
         return y
 
-    out = list(run_overlapped(range(7), prepare, forward, finish))
+    out = list(run_overlapped(range(7), prepare, forward, finish, submit=submit))
     assert [item for item, _ in out] == list(range(7))
     kinds = [type(r).__name__ if isinstance(r, Exception) else r for _, r in out]
     assert kinds == [0, "ValueError", 2, "RuntimeError", 4, "KeyError", 6]
@@ -157,6 +171,26 @@ def test_closing_early_stops_the_device_thread() -> None:
     assert [i for i, _ in first] == [0, 1, 2]
     assert len(seen) <= 5
     assert not [t for t in threading.enumerate() if t.name.startswith("hf_tagger_device")]
+
+
+def test_closing_early_on_the_torch_thread_drops_the_queued_passes() -> None:
+    seen: List[int] = []
+
+    def forward(x: int) -> int:
+        time.sleep(0.005)
+        seen.append(x)
+        return x
+
+    it = run_overlapped(
+        range(1000), lambda x: x, forward, lambda i, p, y: y, depth=3, submit=torch_thread.submit
+    )
+    first = [next(it) for _ in range(3)]
+    it.close()
+    settled = len(seen)
+    assert [i for i, _ in first] == [0, 1, 2]
+    assert settled <= 3 + 3  # what was queued ran at most, the rest was cancelled
+    assert torch_thread.submit(lambda: "still serving").result(timeout=10) == "still serving"
+    assert len(seen) == settled  # nothing ran after the close returned
 
 
 def test_negative_depth_is_refused() -> None:
