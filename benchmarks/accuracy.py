@@ -101,16 +101,14 @@ MIN_AUTO_GAIN = 0.5
 # ----------------------------------------------------------------- systems (shared)
 
 
-def on_torch_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run a bare model's or a peer's torch work (loading and calls) on the
-    thread where ours runs its own (`spacy_hf_tagger.model.torch_thread`).
-
-    Every thread that runs torch holds an OpenMP team, and once two do, GNU
-    OpenMP makes the idle workers of both sleep between parallel ops: a bare
-    model on the main thread and ours on its torch thread would slow each
-    other down (a one-sentence forward 2.8x). On one thread, every system of a
-    benchmark runs as it would alone in its process."""
-    return torch_thread.run(fn, *args, **kwargs)
+# A bare model's or a peer's torch work (loading and calls) runs on the
+# thread where ours runs its own (`spacy_hf_tagger.model.torch_thread`):
+# every thread that runs torch holds an OpenMP team, and once two do, GNU
+# OpenMP makes the idle workers of both sleep between parallel ops, so a bare
+# model on the main thread and ours on its torch thread would slow each other
+# down (a one-sentence forward 2.8x). On one thread, every system of a
+# benchmark runs as it would alone in its process.
+on_torch_thread = torch_thread.run
 
 
 def ours_unavailable_reason() -> Optional[str]:

@@ -325,20 +325,14 @@ class HFTokenTagger(TrainablePipe):
     def _load_once(self) -> None:
         with self._load_lock:
             if self._loaded is None:
-                self._load_from_setting()
-
-    def _load_from_setting(self) -> None:
-        source = load_source(
-            self.settings.model,
-            self.settings.revision,
-            self.precision.weights,
-            require_head=True,
-        )
-        self.resolved_commit = source.resolved_commit
-        self._install(source.model, source.tokenizer)
-
-    def _routes_torch(self) -> bool:
-        return self._device.type == "cpu" and torch_thread.routes()
+                source = load_source(
+                    self.settings.model,
+                    self.settings.revision,
+                    self.precision.weights,
+                    require_head=True,
+                )
+                self.resolved_commit = source.resolved_commit
+                self._install(source.model, source.tokenizer)
 
     def _on_torch_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """On CPU, torch work runs on the process's one torch thread
@@ -428,7 +422,7 @@ class HFTokenTagger(TrainablePipe):
             self._forward,
             lambda docs, prepared, probs: self.set_annotations(docs, self._finish(prepared, probs)),
             # On CPU, straight to the torch thread (no device thread in between).
-            submit=torch_thread.submit if self._routes_torch() else None,
+            on_torch_thread=torch_thread.routes_for(self._device),
         ):
             if isinstance(outcome, Exception):
                 error_handler(self.name, self, docs, outcome)

@@ -126,7 +126,7 @@ def run_overlapped(
     forward: Callable[[Prepared], Output],
     finish: Callable[[Item, Prepared, Output], Result],
     depth: int = DEPTH,
-    submit: Optional[Callable[..., Future[Output]]] = None,
+    on_torch_thread: bool = False,
 ) -> Iterator[Tuple[Item, Union[Result, Exception]]]:
     """`finish(item, p, forward(p))` for `p = prepare(item)`, item by item, in
     order, with `forward` running in a thread of its own, overlapping the
@@ -136,14 +136,14 @@ def run_overlapped(
     raised an `Exception`: a failing item never stops the others. Closing the
     iterator early waits for the forward pass running, and drops the rest.
 
-    `submit(forward, prepared)` queues a forward pass on a thread that already
-    exists, one at a time (`torch_thread.submit`); by default a device thread
-    is started for the call.
+    `forward` runs on a device thread started for the call, or with
+    `on_torch_thread` queued on the process's torch thread (`torch_thread`).
     """
     if depth < 0:
         raise ValueError(f"depth must be at least 0, got {depth}")
     device = None
-    if submit is None:
+    submit: Callable[..., Future[Output]] = torch_thread.submit
+    if not on_torch_thread:
         device = ThreadPoolExecutor(max_workers=1, thread_name_prefix=DEVICE_THREAD)
         submit = device.submit
     in_flight: Deque[_InFlight[Item, Prepared, Output]] = deque()

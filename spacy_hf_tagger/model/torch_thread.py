@@ -10,8 +10,8 @@ server meets this at once, as each request thread that runs a forward pass
 makes a team, and so does any process where the main thread ran torch before
 a worker thread did. Measured on 2 cores (MiniLM-L6 at bf16, Intel Xeon with
 AMX): one sentence's forward pass 3.8 ms alone, 10.8 ms once another thread
-holds a team; 16 threads calling `nlp(sentence)` spent 2.5 s in forward
-passes that take 1.5 s on one thread (docs/serving.md).
+holds a team; 16 threads calling `nlp(sentence)` spent 2.5-2.7 s in forward
+passes that take 1.4-1.6 s on one thread (docs/serving.md).
 
 So on CPU every load, probe, forward pass and training step of every
 `hf_token_tagger` in the process runs on one thread, started on first use;
@@ -41,6 +41,12 @@ T = TypeVar("T")
 
 THREAD_NAME = "hf_tagger_torch"
 ENV_SWITCH = "SPACY_HF_TAGGER_TORCH_THREAD"
+
+
+def routes_for(device: torch.device) -> bool:
+    """Whether work on a model on `device` goes to the torch thread now: CPU
+    models only (an accelerator's forward passes are not OpenMP's)."""
+    return device.type == "cpu" and routes()
 
 
 def routes() -> bool:
@@ -95,7 +101,6 @@ class _Job:
 
 class _TorchThread:
     def __init__(self) -> None:
-        self.pid = os.getpid()
         self._jobs: queue.SimpleQueue[Optional[_Job]] = queue.SimpleQueue()
         self.stopping = False
         self._thread = threading.Thread(target=self._serve, name=THREAD_NAME, daemon=True)
@@ -107,8 +112,9 @@ class _TorchThread:
 
     @property
     def alive(self) -> bool:
-        """In this process, and running (or stopping at exit)."""
-        return self.pid == os.getpid() and (self.stopping or self._thread.is_alive())
+        """Running, or stopping at exit (in a forked child, `threading` marks
+        it stopped)."""
+        return self.stopping or self._thread.is_alive()
 
     def _serve(self) -> None:
         while True:
@@ -159,13 +165,13 @@ def _stop_at_exit() -> None:
     the process ("terminate called without an active exception"), so the
     exit waits for it."""
     worker = _worker
-    if worker is not None and worker.pid == os.getpid():
+    if worker is not None:
         worker.stop(EXIT_WAIT_S)
 
 
 def _the_thread() -> _TorchThread:
-    """The process's torch thread, started on first use; a forked child (which
-    inherits the object but not the thread) starts its own."""
+    """The process's torch thread, started on first use (and again should it
+    have died)."""
     global _worker
     worker = _worker
     if worker is not None and worker.alive:
@@ -179,14 +185,11 @@ def _the_thread() -> _TorchThread:
 def is_torch_thread() -> bool:
     """Whether the calling thread is the torch thread."""
     worker = _worker
-    return worker is not None and worker.pid == os.getpid() and (
-        threading.get_ident() == worker.ident
-    )
+    return worker is not None and threading.get_ident() == worker.ident
 
 
 def run_for(device: torch.device, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """`run` for work on a model on `device`: routed for CPU models only (an
-    accelerator's forward passes are not OpenMP's)."""
+    """`run` for work on a model on `device` (`routes_for`)."""
     if device.type != "cpu":
         return fn(*args, **kwargs)
     return run(fn, *args, **kwargs)
@@ -198,25 +201,23 @@ def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     torch thread itself, and wherever `routes()` is false."""
     if not routes() or is_torch_thread():
         return fn(*args, **kwargs)
-    worker = _the_thread()
-    if worker.stopping:  # the interpreter is exiting: no thread to hand it to
-        return fn(*args, **kwargs)
-    job = _Job(fn, args, kwargs)
-    worker.submit(job)
-    return job.future.result()
+    return submit(fn, *args, **kwargs).result()
 
 
 def submit(fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
     """`fn(*args, **kwargs)` queued for the torch thread, not waited for: its
     future (which `cancel` drops while it has not started). For a device
     thread's work (`overlap.run_overlapped`): a second thread in between would
-    cost a GIL hand-over per call. On the torch thread itself it runs at once.
+    cost a GIL hand-over per call. It runs at once on the torch thread itself
+    (queued, it would wait behind the job waiting for it) and while the
+    interpreter exits (no thread to hand it to).
     """
     job = _Job(fn, args, kwargs)
-    if is_torch_thread():  # queued behind the job that would wait for it
+    worker = _the_thread()
+    if is_torch_thread() or worker.stopping:
         job.run()
     else:
-        _the_thread().submit(job)
+        worker.submit(job)
     return job.future
 
 

@@ -45,12 +45,14 @@ def test_filled_chunks_end_at_enough_items_and_text_or_at_the_cap() -> None:
 
 
 # The forward passes on a device thread of the call's own, or on the torch
-# thread (`torch_thread.submit`, what CPU models use).
-SUBMITTERS = [None, torch_thread.submit]
+# thread (what CPU models use).
+THREADS = pytest.mark.parametrize(
+    "on_torch_thread", [False, True], ids=["device-thread", "torch-thread"]
+)
 
 
-@pytest.mark.parametrize("submit", SUBMITTERS, ids=["device-thread", "torch-thread"])
-def test_results_come_in_order_with_forward_in_its_own_thread(submit) -> None:
+@THREADS
+def test_results_come_in_order_with_forward_in_its_own_thread(on_torch_thread: bool) -> None:
     caller = threading.get_ident()
     forward_threads = set()
 
@@ -61,18 +63,22 @@ def test_results_come_in_order_with_forward_in_its_own_thread(submit) -> None:
 
     out = list(
         run_overlapped(
-            range(12), lambda x: x + 1, forward, lambda i, p, y: (i, p, y), submit=submit
+            range(12),
+            lambda x: x + 1,
+            forward,
+            lambda i, p, y: (i, p, y),
+            on_torch_thread=on_torch_thread,
         )
     )
     assert [item for item, _ in out] == list(range(12))
     assert [r for _, r in out] == [(i, i + 1, (i + 1) * 10) for i in range(12)]
     assert forward_threads and caller not in forward_threads
-    if submit is not None:
+    if on_torch_thread:
         assert forward_threads == {torch_thread.submit(threading.get_ident).result()}
 
 
-@pytest.mark.parametrize("submit", SUBMITTERS, ids=["device-thread", "torch-thread"])
-def test_a_failing_item_fails_alone_at_any_step(submit) -> None:
+@THREADS
+def test_a_failing_item_fails_alone_at_any_step(on_torch_thread: bool) -> None:
     def prepare(x: int) -> int:
         if x == 1:
             raise ValueError("prepare 1")
@@ -88,7 +94,7 @@ def test_a_failing_item_fails_alone_at_any_step(submit) -> None:
             raise KeyError("finish 5")
         return y
 
-    out = list(run_overlapped(range(7), prepare, forward, finish, submit=submit))
+    out = list(run_overlapped(range(7), prepare, forward, finish, on_torch_thread=on_torch_thread))
     assert [item for item, _ in out] == list(range(7))
     kinds = [type(r).__name__ if isinstance(r, Exception) else r for _, r in out]
     assert kinds == [0, "ValueError", 2, "RuntimeError", 4, "KeyError", 6]
@@ -182,7 +188,7 @@ def test_closing_early_on_the_torch_thread_drops_the_queued_passes() -> None:
         return x
 
     it = run_overlapped(
-        range(1000), lambda x: x, forward, lambda i, p, y: y, depth=3, submit=torch_thread.submit
+        range(1000), lambda x: x, forward, lambda i, p, y: y, depth=3, on_torch_thread=True
     )
     first = [next(it) for _ in range(3)]
     it.close()

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -24,8 +25,10 @@ from tiny_models import training_sentences
 
 from spacy_hf_tagger.model import torch_thread
 
+# Where the torch thread is used at all (`torch_thread.routes`).
 needs_openmp = pytest.mark.skipif(
-    not torch.backends.openmp.is_available(), reason="torch was built without OpenMP"
+    not (sys.platform.startswith("linux") and torch.backends.openmp.is_available()),
+    reason="the torch thread is for GNU OpenMP: Linux, torch built with OpenMP",
 )
 
 
@@ -140,8 +143,9 @@ def test_a_forked_child_starts_its_own_thread(two_torch_threads) -> None:
 
 @needs_openmp
 def test_component_torch_work_runs_on_the_torch_thread(tiny_models, two_torch_threads) -> None:
-    """Loading, forward passes from the main and other threads, a training
-    step and saving: every module call happens on the torch thread."""
+    """Loading, forward passes from the main and other threads and a training
+    step: every module call happens on the torch thread (saving runs no
+    module: the one-team test below covers it)."""
     from spacy.training import Example
 
     calls = set()
@@ -379,7 +383,7 @@ def test_the_exit_waits_for_the_job_running_and_drops_the_queued(tmp_path) -> No
     """A caller stopped while waiting (Ctrl-C during a corpus job) leaves its
     forward pass running on the torch thread; torch torn down under it
     aborted the process (SIGABRT, "terminate called without an active
-    exception") once in a CI run of the signal tests."""
+    exception") once in a local run of the whole suite (the signal tests)."""
     marker = tmp_path / "job"
     done = subprocess.run(
         [sys.executable, "-c", _EXIT_SCRIPT, str(marker)],
@@ -390,3 +394,29 @@ def test_the_exit_waits_for_the_job_running_and_drops_the_queued(tmp_path) -> No
     assert done.returncode == 3, done.stderr[-2000:]
     assert marker.read_text() == "done"
     assert not (tmp_path / "job.queued").exists()
+
+
+_STEPS_SCRIPT = r"""
+import sys, threading, time
+from spacy_hf_tagger.model import torch_thread
+started = threading.Event()
+def steps():
+    started.set()
+    for _ in range(600):  # a minute of steps, were nothing to stop it
+        torch_thread.check_stopping()
+        time.sleep(0.1)
+torch_thread.submit(steps)
+started.wait()
+sys.exit(3)
+"""
+
+
+def test_the_exit_waits_for_one_step_of_a_long_job() -> None:
+    """`piece_probabilities` checks between forward calls: the exit waits for
+    the call running, not for the whole chunk."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", _STEPS_SCRIPT], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert time.perf_counter() - start < 30
