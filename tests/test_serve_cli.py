@@ -70,3 +70,40 @@ def test_serve_runs_in_the_foreground_and_stops_cleanly_on_sigterm(tiny_models) 
             process.kill()
             process.communicate(timeout=STOP_LIMIT)
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+@pytest.mark.parametrize("preset", [None, "conn-failure"])
+def test_haproxy_retries_what_a_dead_replica_never_answered(
+    tiny_models, monkeypatch, preset
+) -> None:
+    """`--haproxy` turns Ray's HAProxy on and has it retry, on another replica,
+    a request whose replica died before answering (Ray's default retries
+    connection failures only: the client saw a dropped connection); an
+    operator's own retry policy is kept."""
+    from spacy_hf_tagger import cli
+    from spacy_hf_tagger.serve import deployment, runner
+
+    monkeypatch.delenv("RAY_SERVE_ENABLE_HA_PROXY", raising=False)
+    if preset is None:
+        monkeypatch.delenv(cli.HAPROXY_RETRY_ON_ENV, raising=False)
+    else:
+        monkeypatch.setenv(cli.HAPROXY_RETRY_ON_ENV, preset)
+    seen = {}
+
+    def fake_serve(app, **kwargs) -> int:
+        seen.update(
+            enabled=os.environ.get("RAY_SERVE_ENABLE_HA_PROXY"),
+            retry_on=os.environ.get(cli.HAPROXY_RETRY_ON_ENV),
+        )
+        return 0
+
+    monkeypatch.setattr(deployment, "build_app", lambda *args, **kwargs: object())
+    monkeypatch.setattr(runner, "serve_until_stopped", fake_serve)
+    model = tiny_models("wordpiece-cased", train_steps=100)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["serve", str(model), "--haproxy"])
+    assert exit_info.value.code == 0
+    assert seen == {
+        "enabled": "1",
+        "retry_on": preset or "conn-failure empty-response response-timeout",
+    }
