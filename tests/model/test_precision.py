@@ -408,3 +408,38 @@ def test_a_replaced_tensor_never_passes_for_the_one_before() -> None:
     with torch.no_grad():
         layer.bias.add_(1.0)
     assert not same_weights(weights_state(layer), unchanged)
+
+
+def test_the_weights_watch_sees_every_change_and_walks_the_tree_only_after_an_assignment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`WeightsWatch.unchanged` runs before every forward pass: while no module
+    anywhere was assigned a parameter, buffer or submodule, it reads the
+    tensors it saw (no walk of the tree); after one, it walks the tree once."""
+    from spacy_hf_tagger.model import loading
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.LayerNorm(2))
+    watch = loading.WeightsWatch(model)
+    walks = []
+    real_state = loading.weights_state
+    monkeypatch.setattr(
+        loading, "weights_state", lambda m: walks.append(1) or real_state(m)
+    )
+    assert watch.unchanged(model) and watch.unchanged(model)
+    assert walks == []  # the fast path
+    with torch.no_grad():
+        model[0].bias.add_(1.0)  # in place: its version counter moves
+    assert not watch.unchanged(model)
+    watch = loading.WeightsWatch(model)
+    torch.nn.Linear(3, 3)  # an assignment elsewhere in the process
+    walks.clear()
+    assert watch.unchanged(model) and watch.unchanged(model)
+    assert walks == [1]  # one walk, then the fast path again
+    model[1].weight = torch.nn.Parameter(torch.ones(2))  # a replaced tensor
+    assert not watch.unchanged(model)
+    watch = loading.WeightsWatch(model)
+    model[0] = torch.nn.Linear(2, 2)  # a new submodule
+    assert not watch.unchanged(model)
+    watch = loading.WeightsWatch(model)
+    model[0].weight.data = torch.zeros(2, 2)  # new storage behind the same tensor
+    assert not watch.unchanged(model)
