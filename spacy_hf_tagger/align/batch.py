@@ -89,9 +89,9 @@ def encode_batch(
     texts = [doc.text for doc in docs]
     text = "".join(texts)
     is_space = whitespace_mask(text)
-    char_base = np.r_[0, np.cumsum([len(t) for t in texts])].astype(np.int64)
+    char_base = np.concatenate(([0], np.cumsum([len(t) for t in texts]))).astype(np.int64)
     n_tokens = np.array([len(doc) for doc in docs], dtype=np.int64)
-    token_bounds = np.r_[0, np.cumsum(n_tokens)].astype(np.int64)
+    token_bounds = np.concatenate(([0], np.cumsum(n_tokens))).astype(np.int64)
 
     if token_bounds[-1]:
         arrays = np.concatenate(
@@ -119,8 +119,8 @@ def encode_batch(
     span_pieces = np.array([len(ids) for ids, _ in encoded], dtype=np.int64)
     span_docs = np.array([d for d, _, _ in spans], dtype=np.int64)
     n_pieces = np.bincount(span_docs, weights=span_pieces, minlength=len(docs)).astype(np.int64)
-    piece_bounds = np.r_[0, np.cumsum(n_pieces)].astype(np.int64)
-    span_bounds = np.r_[0, np.cumsum(span_pieces)].astype(np.int64)
+    piece_bounds = np.concatenate(([0], np.cumsum(n_pieces))).astype(np.int64)
+    span_bounds = np.concatenate(([0], np.cumsum(span_pieces))).astype(np.int64)
     # Spans come in doc order: doc i owns spans first_span[i]:first_span[i + 1].
     first_span = np.searchsorted(span_docs, np.arange(len(docs) + 1)).tolist()
     span_bounds_list = span_bounds.tolist()
@@ -196,14 +196,14 @@ def _segment_spans(
     would be from sentences given one by one."""
     if len(token_starts) == 0:
         return []
-    spaces = np.r_[0, np.cumsum(is_space)]
+    spaces = np.concatenate(([0], np.cumsum(is_space)))
     solid = (spaces[token_ends] - spaces[token_starts]) < (token_ends - token_starts)
     segment = np.cumsum(segment_starts) - 1
     ids = segment[solid]
     if len(ids) == 0:
         return []
-    first = np.flatnonzero(solid)[np.r_[True, ids[1:] != ids[:-1]]]
-    last = np.flatnonzero(solid)[np.r_[ids[1:] != ids[:-1], True]]
+    first = np.flatnonzero(solid)[np.concatenate(([True], ids[1:] != ids[:-1]))]
+    last = np.flatnonzero(solid)[np.concatenate((ids[1:] != ids[:-1], [True]))]
     doc_of = np.searchsorted(token_bounds, first, side="right") - 1
     return list(zip(doc_of.tolist(), token_starts[first].tolist(), token_ends[last].tolist()))
 

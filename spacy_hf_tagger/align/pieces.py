@@ -69,10 +69,10 @@ def trim_offsets(
     positions = np.arange(n_chars + 1)
     # next_solid[c]: first non-space position >= c; solid_end[e]: the largest
     # e' <= e with a non-space character just before it (0 if none).
-    next_solid = np.minimum.accumulate(np.where(np.r_[~is_space, True], positions, n_chars)[::-1])[
-        ::-1
-    ]
-    solid_end = np.maximum.accumulate(np.where(np.r_[False, ~is_space], positions, 0))
+    next_solid = np.minimum.accumulate(
+        np.where(np.concatenate((~is_space, [True])), positions, n_chars)[::-1]
+    )[::-1]
+    solid_end = np.maximum.accumulate(np.where(np.concatenate(([False], ~is_space)), positions, 0))
     new_starts = np.minimum(next_solid[starts], ends)
     new_ends = np.maximum(solid_end[ends], new_starts)
     empty = new_ends <= new_starts
@@ -169,7 +169,7 @@ class TokenAlignment:
         piece starts in one and runs into the other)."""
         runs_in = np.zeros(self.n_tokens, dtype=bool)
         runs_in[self.token[self.continues]] = True
-        return runs_in | np.r_[runs_in[1:], False]
+        return runs_in | np.concatenate((runs_in[1:], [False]))
 
     def tied_tokens(self) -> np.ndarray:
         """Tokens covered only by a piece that started in an earlier token.
@@ -288,7 +288,7 @@ def aggregate_token_probs(
         pair_probs[alignment.continues] = moved
     token = alignment.token
     # Pairs are sorted by token, each token's first-character piece first.
-    boundary = np.flatnonzero(np.r_[True, token[1:] != token[:-1]])
+    boundary = np.flatnonzero(np.concatenate(([True], token[1:] != token[:-1])))
     group_tokens = token[boundary]
     if method == "first":
         out[group_tokens] = pair_probs[boundary]
@@ -296,7 +296,7 @@ def aggregate_token_probs(
             _read_markers_with_their_word(out, pair_probs, alignment, boundary)
     elif method == "average":
         sums = np.add.reduceat(pair_probs, boundary, axis=0)
-        counts = np.diff(np.r_[boundary, len(token)])
+        counts = np.diff(np.concatenate((boundary, [len(token)])))
         out[group_tokens] = sums / counts[:, None]
     else:
         confidence = pair_probs.max(axis=1)

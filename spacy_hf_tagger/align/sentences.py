@@ -25,12 +25,14 @@ import numpy as np
 from spacy.attrs import SENT_START
 from spacy.tokens import Doc
 
-from .char_classes import LOWERCASE, PUNCTUATION, SENTENCE_FINAL
+from .char_classes import LOWERCASE, PUNCTUATION, SENTENCE_FINAL, CharClass
 from .pieces import codepoints, whitespace_mask
 
 # Characters that end a line for str.splitlines().
 LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
-_LINE_BREAK_CODES = np.array(sorted(ord(c) for c in LINE_BREAKS), dtype=np.uint32)
+# A table lookup: `np.isin` costs ~20 µs a call whatever the text's size,
+# which a single short sentence's call notices.
+LINE_BREAK = CharClass(lambda c: c in LINE_BREAKS)
 
 
 def line_break_starts(
@@ -54,8 +56,10 @@ def line_break_starts(
     if n == 0:
         return out
     chars = codepoints(text)
-    breaks = np.r_[0, np.cumsum(np.isin(chars, _LINE_BREAK_CODES))]
-    spaces = np.r_[0, np.cumsum(whitespace_mask(text) if is_space is None else is_space)]
+    breaks = np.concatenate(([0], np.cumsum(LINE_BREAK(chars))))
+    spaces = np.concatenate(
+        ([0], np.cumsum(whitespace_mask(text) if is_space is None else is_space))
+    )
     length = token_ends - token_starts
     solid = (spaces[token_ends] - spaces[token_starts]) < length
     first = np.zeros(n, dtype=bool) if doc_starts is None else np.array(doc_starts, dtype=bool)
@@ -66,7 +70,7 @@ def line_break_starts(
     # For each solid token, the end of the solid token before it, unless a doc
     # starts in between (then it begins its doc's first line).
     doc_id = np.cumsum(first) - 1
-    prev = np.r_[-1, idx[:-1]]
+    prev = np.concatenate(([-1], idx[:-1]))
     same_doc = (prev >= 0) & (doc_id[np.maximum(prev, 0)] == doc_id[idx])
     prev_end = np.where(same_doc, token_ends[np.maximum(prev, 0)], token_starts[idx])
     out[idx] = same_doc & (breaks[token_starts[idx]] - breaks[prev_end] > 0)
@@ -99,22 +103,22 @@ def rule_sentence_starts(
     ends = np.asarray(token_ends, dtype=np.int64)
     codes = codepoints(text)
     space = whitespace_mask(text) if is_space is None else is_space
-    final_chars = np.r_[0, np.cumsum(SENTENCE_FINAL(codes))]
-    marks = np.r_[0, np.cumsum(PUNCTUATION(codes) | space)]
+    final_chars = np.concatenate(([0], np.cumsum(SENTENCE_FINAL(codes))))
+    marks = np.concatenate(([0], np.cumsum(PUNCTUATION(codes) | space)))
     length = ends - starts
     final = (length > 0) & (final_chars[ends] - final_chars[starts] == length)
     word = np.flatnonzero((length > 0) & (marks[ends] - marks[starts] < length))
     if len(word) < 2:
         return out
     # Between consecutive word tokens, in one doc: a token of final marks.
-    finals_before = np.r_[0, np.cumsum(final)]
+    finals_before = np.concatenate(([0], np.cumsum(final)))
     doc_id = np.cumsum(np.asarray(doc_starts, dtype=bool)) - 1
     prev, this = word[:-1], word[1:]
     cut = (finals_before[this] - finals_before[prev + 1] > 0) & (doc_id[prev] == doc_id[this])
     cut &= ~LOWERCASE(codes[starts[this]])
     line = np.cumsum(np.asarray(doc_starts if line_starts is None else line_starts, dtype=bool))
     word_line = line[word]
-    opens_line = np.r_[True, word_line[1:] != word_line[:-1]][:-1]
+    opens_line = np.concatenate(([True], word_line[1:] != word_line[:-1]))[:-1]
     enumerator = opens_line & (length[prev] <= 3) & (ends[prev] == starts[prev + 1])
     out[this[cut & ~enumerator]] = True
     return out

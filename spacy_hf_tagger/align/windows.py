@@ -50,8 +50,8 @@ def plan_windows(
         # Piece p goes to window i rather than i+1 while its right context in i
         # (end_i - 1 - p) is at least its left context in i+1 (p - start_{i+1}).
         cuts = (ends_arr[:-1] - 1 + starts_arr[1:]) // 2 + 1
-    keep_starts = np.r_[0, cuts]
-    keep_ends = np.r_[cuts, n_pieces]
+    keep_starts = np.concatenate(([0], cuts))
+    keep_ends = np.concatenate((cuts, [n_pieces]))
     return np.stack([starts_arr, ends_arr, keep_starts, keep_ends], axis=1)
 
 

@@ -27,11 +27,11 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .char_classes import ALNUM, SEPARATING
+from .char_classes import ALNUM, SEPARATING, CharClass
 from .pieces import codepoints, whitespace_mask
 
 INFIX_CONNECTORS = frozenset({"-", "–", "—", "/", "‐", "‑"})
-_CONNECTOR_CODES = np.array(sorted(ord(c) for c in INFIX_CONNECTORS), dtype=np.uint32)
+CONNECTOR = CharClass(lambda c: c in INFIX_CONNECTORS)  # a table: np.isin costs ~20 µs a call
 
 
 def alnum_mask(text: str) -> np.ndarray:
@@ -86,10 +86,10 @@ def word_groups(
     if n_chars:
         first_alnum = nonempty & alnum[first]
         last_alnum = nonempty & alnum[last]
-        connector = (ends - starts == 1) & np.isin(codes[first], _CONNECTOR_CODES)
-        solid = np.r_[0, np.cumsum(alnum | is_space)]
+        connector = (ends - starts == 1) & CONNECTOR(codes[first])
+        solid = np.concatenate(([0], np.cumsum(alnum | is_space)))
         punct_only = nonempty & (solid[ends] == solid[starts])
-        other = np.r_[0, np.cumsum(~SEPARATING(codes))]
+        other = np.concatenate(([0], np.cumsum(~SEPARATING(codes))))
         separating = nonempty & (other[ends] == other[starts])
     else:
         first_alnum = last_alnum = connector = punct_only = separating = np.zeros(n, dtype=bool)

@@ -106,7 +106,7 @@ def piece_cells(
     last = np.ones(len(cells), dtype=bool)
     if len(cells):
         last[:-1] = token[1:] != token[:-1]
-    next_start = np.r_[start[1:], 0] if len(cells) else start
+    next_start = np.concatenate((start[1:], [0])) if len(cells) else start
     cell_end = np.where(last, token_ends[token], next_start)
     return PieceCells(
         token, piece, start, cell_end, np.minimum(own_end, cell_end), continues, first, last
@@ -198,9 +198,9 @@ def _token_level(
         ends = np.array([e for _, e, _, _ in spans], dtype=np.int64)
         ids = np.array([index[label] for _, _, label, _ in spans], dtype=np.int64)
         lengths = ends - starts
-        positions = np.repeat(starts - np.r_[0, np.cumsum(lengths)[:-1]], lengths) + np.arange(
-            int(lengths.sum())
-        )
+        positions = np.repeat(
+            starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths
+        ) + np.arange(int(lengths.sum()))
         name[positions] = np.repeat(ids, lengths)
         begins[starts] = True
     return name, begins
@@ -354,19 +354,23 @@ def _with_varying_tokens(
     c_begins = tables.label_begins[c_label] & ~same_as_before & ~cells.continues[split_cells]
     c_scores = _name_probs(piece_probs, cells.piece[split_cells], c_name, tables, calibrate)
     scores_array = np.array([np.nan if s is None else s for s in token_scores], dtype=np.float64)
-    el_token = np.r_[whole, c_token]
-    el_start = np.r_[token_starts[whole], cells.start[split_cells]]
-    el_end = np.r_[
-        token_ends[whole],
-        np.where(
-            cells.last_of_token[split_cells], cells.end[split_cells], cells.own_end[split_cells]
-        ),
-    ]
-    el_name = np.r_[token_name[whole], c_name]
-    el_begins = np.r_[token_begins[whole], c_begins]
-    el_score = np.r_[scores_array[whole], c_scores]
-    el_first = np.r_[np.ones(len(whole), dtype=bool), cells.first_of_token[split_cells]]
-    el_is_cell = np.r_[np.zeros(len(whole), dtype=bool), np.ones(len(split_cells), dtype=bool)]
+    el_token = np.concatenate((whole, c_token))
+    el_start = np.concatenate((token_starts[whole], cells.start[split_cells]))
+    el_end = np.concatenate(
+        (
+            token_ends[whole],
+            np.where(
+                cells.last_of_token[split_cells], cells.end[split_cells], cells.own_end[split_cells]
+            ),
+        )
+    )
+    el_name = np.concatenate((token_name[whole], c_name))
+    el_begins = np.concatenate((token_begins[whole], c_begins))
+    el_score = np.concatenate((scores_array[whole], c_scores))
+    el_first = np.concatenate((np.ones(len(whole), dtype=bool), cells.first_of_token[split_cells]))
+    el_is_cell = np.concatenate(
+        (np.zeros(len(whole), dtype=bool), np.ones(len(split_cells), dtype=bool))
+    )
     order = np.lexsort((el_start, el_token))
     (el_token, el_start, el_end, el_name, el_begins, el_score, el_first, el_is_cell) = (
         a[order]
@@ -375,13 +379,15 @@ def _with_varying_tokens(
     # Where the token-level decoding forbids an entity to run on.
     breaks = np.zeros(n_tokens, dtype=bool)
     if n_tokens:
-        breaks[np.r_[0, np.flatnonzero(doc_of_token[1:] != doc_of_token[:-1]) + 1]] = True
+        breaks[np.concatenate(([0], np.flatnonzero(doc_of_token[1:] != doc_of_token[:-1]) + 1))] = (
+            True
+        )
     if segment_starts is not None:
         breaks |= np.asarray(segment_starts, dtype=bool)
-    previous = np.r_[-1, el_name[:-1]]
+    previous = np.concatenate(([-1], el_name[:-1]))
     entity = el_name >= 0
     starts = entity & (el_begins | (el_name != previous) | (el_first & breaks[el_token]))
-    continues_next = np.r_[entity[1:] & ~starts[1:], False]
+    continues_next = np.concatenate((entity[1:] & ~starts[1:], [False]))
     first = np.flatnonzero(starts)
     last = np.flatnonzero(entity & ~continues_next)
     run_of = np.cumsum(starts) - 1

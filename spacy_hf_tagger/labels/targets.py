@@ -108,14 +108,14 @@ def piece_targets(
             labels[known] = continuation[labels[known]]
         targets[alignment.piece[starting]] = labels
     # Pairs are sorted by token, each token's head piece first.
-    first_pair = np.flatnonzero(np.r_[True, token[1:] != token[:-1]])
+    first_pair = np.flatnonzero(np.concatenate(([True], token[1:] != token[:-1])))
     heads = alignment.piece[first_pair]
     labels = token_label_ids[token[first_pair]]
     # Rank each candidate label of a piece: missing first, then an entity
     # label, then `outside`; ties go to the earlier token.
     rank = np.where(labels == IGNORE_INDEX, 0, np.where(labels == outside, 2, 1))
     order = np.lexsort((token[first_pair], rank, heads))
-    chosen = order[np.r_[True, heads[order][1:] != heads[order][:-1]]]
+    chosen = order[np.concatenate(([True], heads[order][1:] != heads[order][:-1]))]
     targets[heads[chosen]] = labels[chosen]
     # A bare word marker's word is read through the marker and the piece after
     # it together (`align.pieces.aggregate_token_probs`): both learn the label.

@@ -186,8 +186,8 @@ def _segments(
     segment = np.cumsum(starts)  # tokens before a first start share segment 0
     kept = np.flatnonzero(has_piece)
     seg = segment[kept]
-    first = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]])
-    lengths = np.diff(np.r_[first, len(kept)])
+    first = np.flatnonzero(np.concatenate(([True], seg[1:] != seg[:-1])))
+    lengths = np.diff(np.concatenate((first, [len(kept)])))
     return kept, first, lengths
 
 
