@@ -6,9 +6,10 @@ Two servers of the same pipeline, on the same cores, one after the other:
   pipeline shared by FastAPI's threads (torch uses every core);
 * ``ray``: ``spacy-hf-tagger serve --replicas R --num-cpus 1`` (default 2
   replicas of 1 CPU each), a local Ray cluster started by the command, HTTP
-  through Serve's Python proxy actor;
-* ``ray-haproxy``: the same with ``--haproxy``: HAProxy (C) passes HTTP
-  straight to the replicas (Ray's experimental ``RAY_SERVE_ENABLE_HA_PROXY``).
+  through its default ingress where Ray has it: Ray's HAProxy (C) passes HTTP
+  straight to the replicas (``RAY_SERVE_ENABLE_HA_PROXY``);
+* ``ray-proxy``: the same with ``--no-haproxy``: HTTP through Serve's Python
+  proxy actor.
 
 The same client drives both: ``--clients`` concurrent connections (aiohttp),
 each posting one sentence at a time ({"text": ...}) from a shared queue of the
@@ -17,7 +18,8 @@ and each keeps its best round; we report requests/s, words/s, and the p50/p99
 latency of that round, and the ratios to the thread server.
 
 Bars (2 cores): ray >= 0.8x the thread server's requests/s and p99 <= 2x its
-p99. Two cores leave the replicas nothing the thread server does not have;
+p99 (the verdict is on ``serve`` as it runs by default; ``ray-proxy`` is shown
+against the same bars). Two cores leave the replicas nothing the thread server does not have;
 what the replicas add is room: with more machines, requests/s grows with the
 replicas (each batches on its own cores) up to what the HTTP proxies pass.
 
@@ -191,7 +193,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         nlp.add_pipe("hf_token_tagger", config={"model": args.model})
         nlp.to_disk(pipeline)
         del nlp
-        names = ("threads", "ray", "ray-haproxy")
+        names = ("threads", "ray", "ray-proxy")
         best = {name: Round(float("inf"), [], 0) for name in names}
         for _ in range(args.repeat):
             for name in names:
@@ -199,7 +201,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 if name == "threads":
                     process, url = start_threads_server(pipeline, port)
                 else:
-                    extra = [*args.ray_arg, *(["--haproxy"] if name == "ray-haproxy" else [])]
+                    extra = [*args.ray_arg, *(["--no-haproxy"] if name == "ray-proxy" else [])]
                     process, url = start_ray_server(
                         pipeline, port, args.replicas, work / "ray", extra
                     )
@@ -233,7 +235,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ratio = best["threads"].seconds / best[name].seconds
         p99_ratio = percentile(best[name].latencies, 99) / percentile(best["threads"].latencies, 99)
         passed = ratio >= BAR_THROUGHPUT and p99_ratio <= BAR_P99 and not best[name].failures
-        ok = ok and passed
+        if name == "ray":
+            ok = passed
         print(
             f"{name} / threads: {ratio:.2f}x requests/s (bar >= {BAR_THROUGHPUT}x), p99 "
             f"{p99_ratio:.2f}x (bar <= {BAR_P99}x): {'PASS' if passed else 'FAIL'}"

@@ -296,16 +296,6 @@ def calibrate_cli(
         print(line)
 
 
-# What HAProxy retries on another replica (`--haproxy`). Ray's default,
-# connection failures only, turns a request that a killed replica had taken
-# into a dropped client connection: of the 80 requests around a replica
-# kill in tests/test_serve.py, 4 dropped and 1 answered 500 in each of 2
-# runs; retried, 0-1 dropped and 0-1 500 in each of 5 runs. Safe: annotating
-# a text has no side effect to repeat.
-HAPROXY_RETRY_ON_ENV = "RAY_SERVE_HAPROXY_RETRY_ON"
-HAPROXY_RETRY_ON = "conn-failure empty-response response-timeout"
-
-
 @app.command(
     "serve",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
@@ -365,13 +355,14 @@ def serve_cli(
         ),
     ] = None,
     haproxy: Annotated[
-        bool,
+        Optional[bool],
         typer.Option(
-            "--haproxy",
-            help="HTTP through HAProxy straight to the replicas (Ray's experimental "
-            "RAY_SERVE_ENABLE_HA_PROXY; on a local cluster: set it at `ray start` otherwise)",
+            "--haproxy/--no-haproxy",
+            help="HTTP through Ray's HAProxy straight to the replicas, or through "
+            "Serve's Python proxy (default: HAProxy where Ray has it; a cluster "
+            "started before keeps the ingress `ray start` gave it)",
         ),
-    ] = False,
+    ] = None,
     lang: LangOption = "en",
 ) -> None:
     """Serve the pipeline over HTTP on Ray Serve (the cluster in RAY_ADDRESS, else a
@@ -381,13 +372,19 @@ def serve_cli(
 
     from spacy.cli._util import parse_config_overrides
 
-    if haproxy:
-        # Read when Ray Serve is imported, here and in the cluster's processes,
-        # which inherit them from this one when it starts the cluster.
-        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
-        os.environ.setdefault(HAPROXY_RETRY_ON_ENV, HAPROXY_RETRY_ON)
     try:
+        from .serve import ingress
         from .serve.bodies import Limits
+
+        if haproxy is not False:
+            missing = ingress.haproxy_unavailable()
+            if missing and haproxy:
+                _fail(f"serve --haproxy: {missing}; --no-haproxy uses Serve's proxy.", 1)
+            if missing:
+                print(f"Serve's HTTP proxy in front of the replicas: {missing}.")
+            else:
+                # Before Ray Serve is imported, here and in a cluster started here.
+                ingress.use_haproxy(os.environ)
         from .serve.deployment import build_app
         from .serve.runner import serve_until_stopped
     except ImportError as err:

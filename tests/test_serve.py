@@ -10,6 +10,7 @@ every request succeeds again. Every wait here is bounded.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -31,11 +32,12 @@ from tiny_models import training_sentences
 ray = pytest.importorskip("ray", reason="ray not installed (pip install '.[serve]')")
 pytest.importorskip("ray.serve", reason="Ray Serve not installed (pip install '.[serve]')")
 from ray import serve  # noqa: E402
+from starlette.requests import Request  # noqa: E402
 
 from spacy_hf_tagger.errors import RequestError  # noqa: E402
 from spacy_hf_tagger.jobs.pipelines import load_pipeline  # noqa: E402
 from spacy_hf_tagger.jobs.records import entity_rows  # noqa: E402
-from spacy_hf_tagger.serve import Limits, build_app  # noqa: E402
+from spacy_hf_tagger.serve import Limits, build_app, ingress  # noqa: E402
 from spacy_hf_tagger.serve.deployment import TaggerReplica  # noqa: E402
 
 APP = "tagger"
@@ -64,13 +66,48 @@ def model(tiny_models) -> Path:
     return tiny_models("wordpiece-cased", train_steps=100)
 
 
-@pytest.fixture(scope="module")
-def server(model: Path) -> Iterator[Server]:
+def haproxy_environment(ray_tmp: Path) -> Dict[str, str]:
+    """What `serve` sets for Ray's HAProxy ingress, with its files in
+    `ray_tmp` and its stats, metrics and fallback proxy on free ports (Ray's
+    are fixed)."""
+    environ: Dict[str, str] = {}
+    ingress.use_haproxy(environ)
+    files = ray_tmp / "haproxy"
+    environ.update(
+        RAY_SERVE_HAPROXY_CONFIG_FILE_LOC=str(files / "haproxy.cfg"),
+        RAY_SERVE_HAPROXY_SOCKET_PATH=str(files / "admin.sock"),
+        RAY_SERVE_HAPROXY_SERVER_STATE_BASE=str(files),
+        RAY_SERVE_HAPROXY_SERVER_STATE_FILE=str(files / "server-state"),
+        RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH=str(files / "metrics.sock"),
+        RAY_SERVE_HAPROXY_STATS_PORT=str(free_port()),
+        RAY_SERVE_HAPROXY_METRICS_PORT=str(free_port()),
+        RAY_SERVE_FALLBACK_PROXY_HTTP_PORT=str(free_port()),
+    )
+    return environ
+
+
+_MISSING_HAPROXY = ingress.haproxy_unavailable()
+INGRESSES = [
+    "haproxy" if _MISSING_HAPROXY is None else pytest.param(
+        "haproxy", marks=pytest.mark.skip(reason=f"Ray's HAProxy ingress: {_MISSING_HAPROXY}")
+    ),
+    "proxy",
+]
+
+
+@pytest.fixture(scope="module", params=INGRESSES)
+def server(request: pytest.FixtureRequest, model: Path) -> Iterator[Server]:
+    """The deployment behind each ingress `serve` runs: Ray's HAProxy (the
+    default where Ray has it) and Serve's Python proxy (`--no-haproxy`)."""
     # Its own temp folder: the privacy test reads every log of this cluster,
     # and no `ray start` cluster of the machine is joined. Short: socket paths.
     ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
-    previous = os.environ.get("RAY_TMPDIR")
-    os.environ["RAY_TMPDIR"] = str(ray_tmp)
+    environ = {"RAY_TMPDIR": str(ray_tmp)}
+    if request.param == "haproxy":
+        environ.update(haproxy_environment(ray_tmp))
+    previous = {name: os.environ.get(name) for name in environ}
+    # Read by the cluster's processes, which inherit this one's environment.
+    os.environ.update(environ)
     port = free_port()
     ray.init(
         num_cpus=2,
@@ -100,10 +137,11 @@ def server(model: Path) -> Iterator[Server]:
     finally:
         serve.shutdown()
         ray.shutdown()
-        if previous is None:
-            os.environ.pop("RAY_TMPDIR", None)
-        else:
-            os.environ["RAY_TMPDIR"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
@@ -301,6 +339,47 @@ def test_ray_logs_never_hold_a_request_text(server: Server) -> None:
     for path in files:
         if path.suffix in (".log", ".out", ".err", ".txt", ".json"):
             assert MARKER.encode() not in path.read_bytes(), path
+
+
+def http_request(body: Any) -> Request:
+    """A POST of `body` (bytes as they are, anything else as JSON) as Serve hands it over."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))],
+    }
+
+    async def receive() -> Dict[str, Any]:
+        return {"type": "http.request", "body": data, "more_body": False}
+
+    return Request(scope, receive)
+
+
+@pytest.mark.parametrize("haproxy", [True, False], ids=["haproxy", "proxy"])
+def test_behind_haproxy_every_answer_closes_its_connection(
+    model: Path, monkeypatch: pytest.MonkeyPatch, haproxy: bool
+) -> None:
+    """HAProxy reuses its idle connections to a replica, and a request it sends
+    on one just as the replica dies gets its client's connection dropped
+    without an answer; on a connection of its own the request is retried or
+    answered 502. Serve's proxy holds the client connections itself: no header."""
+    if haproxy:
+        monkeypatch.setenv(ingress.ENABLE_ENV, "1")
+    else:
+        monkeypatch.delenv(ingress.ENABLE_ENV, raising=False)
+    replica = TaggerReplica(str(model), threads=1)
+
+    async def answer(query: Any) -> Dict[str, Any]:  # @serve.batch runs only in a replica
+        return {"ents": []}
+
+    monkeypatch.setattr(replica, "_answer", answer)
+    for body, status in (({"text": "John Smith visited Berlin."}, 200), (b'{"text": ', 422)):
+        response = asyncio.run(replica(http_request(body)))
+        assert response.status_code == status, response.body
+        assert response.headers.get("connection") == ("close" if haproxy else None)
 
 
 def test_the_health_check_fails_when_the_model_cannot_run(

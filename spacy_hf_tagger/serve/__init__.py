@@ -1,9 +1,11 @@
 """Online serving on Ray Serve: `build_app` (the application: replicas that
 each load the pipeline once and batch concurrent requests into `nlp.pipe`),
 `TaggerDeployment`, `Limits`, and `serve_until_stopped` behind `spacy-hf-tagger
-serve`. Needs the `serve` extra; see docs/serving.md.
+serve`, which runs Ray's HAProxy in front of the replicas where Ray has it
+(`ingress`). Needs the `serve` extra; see docs/serving.md.
 
-Names load on first use, so `bodies` (the request rules) imports without Ray.
+Names load on first use, so `bodies` (the request rules) and `ingress` import
+without Ray.
 """
 
 from __future__ import annotations

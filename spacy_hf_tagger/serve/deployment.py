@@ -23,6 +23,17 @@ Why this shape:
   library may fill with the text.
 - Nothing here logs or raises a request's text: errors name positions,
   counts and exception types.
+- Behind Ray's HAProxy ingress every answer closes its connection. HAProxy
+  keeps idle connections to each replica and reuses them; when a replica
+  dies, a request HAProxy had just sent on such a connection gets its
+  client's connection closed without any answer (for a reused connection
+  HAProxy cannot tell whether the server got the request, so it leaves the
+  retry to the client). On a fresh connection the same failure is retried
+  on another replica when HAProxy had the whole request before it sent it
+  (its condition for a retry), else answered 502 (Serve's error page turns
+  it into 500). HAProxy keeps its own connections to the clients
+  alive; the replica's cost is a connection per request (figures in
+  docs/serving.md).
 """
 
 from __future__ import annotations
@@ -51,6 +62,7 @@ from spacy.tokens import Doc
 from ..errors import RequestError
 from ..jobs.pipelines import lift_length_limit, load_pipeline
 from .bodies import DEFAULT_LIMITS, Limits, Query, parse_query, read_json, response_row, too_large
+from .ingress import behind_haproxy
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +110,7 @@ class TaggerReplica:
         self._ran_since_check = False
         self._batch_started: Optional[float] = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="hf-tagger-batch")
+        self._headers = {"connection": "close"} if behind_haproxy() else None
         self._annotate.set_max_batch_size(max_batch_size)
         self._annotate.set_batch_wait_timeout_s(batch_wait_ms / 1000)
         self.nlp(PROBE_TEXT)  # load the model before the first request
@@ -174,12 +187,14 @@ class TaggerReplica:
                 )
             body = await _read_body(request, self.limits)
             query = parse_query(read_json(body, self.limits), self.limits, self.length_limit)
-            return JSONResponse(await self._answer(query))
+            return JSONResponse(await self._answer(query), headers=self._headers)
         except RequestError as err:
-            return JSONResponse({"error": err.message}, status_code=err.status)
+            failure = err
         except Exception as err:
             failure = _internal_error(err)
-            return JSONResponse({"error": failure.message}, status_code=failure.status)
+        return JSONResponse(
+            {"error": failure.message}, status_code=failure.status, headers=self._headers
+        )
 
     def stats(self) -> Dict[str, Any]:
         """This replica's process id and how many batches of each size it ran

