@@ -53,6 +53,7 @@ DTYPE = "float32"
 class Server:
     port: int
     ray_tmp: Path
+    ingress: str  # "haproxy" or "proxy"
 
     def post(
         self, body: Any, path: str = "/", timeout: float = REQUEST_TIMEOUT, **headers: str
@@ -133,7 +134,7 @@ def server(request: pytest.FixtureRequest, model: Path) -> Iterator[Server]:
             health_check_timeout_s=10,
         )
         serve.run(app, name=APP, route_prefix="/")
-        yield Server(port, ray_tmp)
+        yield Server(port, ray_tmp, request.param)
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -329,6 +330,21 @@ def test_a_replica_killed_under_load_costs_only_requests_in_flight(
     with ThreadPoolExecutor(8) as pool:
         after = list(pool.map(lambda _: server.post(body)[0], range(40)))
     assert after == [200] * 40
+
+
+def test_serve_names_the_ingress_of_the_cluster_not_of_its_own_environment(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a cluster `ray start` began, the ingress is what its environment
+    gave it, whatever `serve`'s own environment says."""
+    from spacy_hf_tagger.serve.runner import cluster_ingress
+
+    if server.ingress == "haproxy":
+        monkeypatch.delenv(ingress.ENABLE_ENV, raising=False)
+        assert cluster_ingress() == "HAProxy"
+    else:
+        monkeypatch.setenv(ingress.ENABLE_ENV, "1")
+        assert cluster_ingress() == "Serve's HTTP proxy"
 
 
 def test_ray_logs_never_hold_a_request_text(server: Server) -> None:

@@ -21,6 +21,7 @@ import pytest
 from http_json import free_port, post_json
 
 pytest.importorskip("ray.serve", reason="Ray Serve not installed (pip install '.[serve]')")
+from spacy_hf_tagger.serve import ingress
 
 START_LIMIT = 120.0
 STOP_LIMIT = 60.0
@@ -61,7 +62,8 @@ def test_serve_runs_in_the_foreground_and_stops_cleanly_on_sigterm(tiny_models) 
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=STOP_LIMIT)
         assert process.returncode == 128 + signal.SIGTERM, output[-3000:]
-        assert "Serving at http://127.0.0.1:" in output
+        behind = "HAProxy" if ingress.haproxy_unavailable() is None else "Serve's HTTP proxy"
+        assert f"Serving at http://127.0.0.1:{port}/ behind {behind} (Ray cluster" in output
         assert "SIGTERM: shutting down." in output
         with pytest.raises(OSError):
             post_json(port, {"text": "After the end."}, timeout=10)

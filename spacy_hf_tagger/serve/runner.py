@@ -22,8 +22,22 @@ from ray import serve
 from ray.serve import Application
 
 from ..jobs.stopping import STOP_SIGNALS, signal_name
+from .ingress import ENABLE_ENV
 
 APP_NAME = "spacy-hf-tagger"
+
+
+@ray.remote(num_cpus=0)
+def _cluster_environment(name: str) -> Optional[str]:
+    return os.environ.get(name)
+
+
+def cluster_ingress() -> str:
+    """The ingress Serve runs on the connected cluster, as Serve reads it: from
+    the environment its processes got at `ray start` (a cluster this process
+    started got this process's), which is not always this process's own."""
+    value = ray.get(_cluster_environment.remote(ENABLE_ENV), timeout=120)
+    return "HAProxy" if value == "1" else "Serve's HTTP proxy"
 
 
 def serve_until_stopped(
@@ -66,8 +80,8 @@ def serve_until_stopped(
             serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
             where = ray.get_runtime_context().gcs_address
             say(
-                f"Serving at http://{host}:{port}/ (Ray cluster {where}); "
-                "Ctrl-C or SIGTERM stops it."
+                f"Serving at http://{host}:{port}/ behind {cluster_ingress()} "
+                f"(Ray cluster {where}); Ctrl-C or SIGTERM stops it."
             )
         while not stop.wait(0.5):
             pass
