@@ -332,7 +332,11 @@ def serve_cli(
     ] = 64,
     max_queued_requests: Annotated[
         int,
-        typer.Option("--max-queued-requests", help="requests queued per proxy before a 503"),
+        typer.Option(
+            "--max-queued-requests",
+            help="requests queued (per replica behind HAProxy, per proxy behind "
+            "Serve's proxy) before a 503",
+        ),
     ] = 256,
     request_timeout_s: Annotated[
         float, typer.Option("--request-timeout-s", help="end-to-end limit per request (408)")
@@ -360,7 +364,7 @@ def serve_cli(
             "--haproxy/--no-haproxy",
             help="HTTP through Ray's HAProxy straight to the replicas, or through "
             "Serve's Python proxy (default: HAProxy where Ray has it; a cluster "
-            "started before keeps the ingress `ray start` gave it)",
+            "in RAY_ADDRESS runs the ingress `ray start` gave it)",
         ),
     ] = None,
     lang: LangOption = "en",
@@ -376,14 +380,18 @@ def serve_cli(
         from .serve import ingress
         from .serve.bodies import Limits
 
-        if haproxy is not False:
+        # Written before Ray Serve is imported, for it here and in a cluster
+        # started here; a cluster in RAY_ADDRESS runs what it was started
+        # with (serve_until_stopped checks an explicit choice against it).
+        if haproxy is False:
+            ingress.use_serves_proxy(os.environ)
+        elif not os.environ.get("RAY_ADDRESS"):
             missing = ingress.haproxy_unavailable()
             if missing and haproxy:
                 _fail(f"serve --haproxy: {missing}; --no-haproxy uses Serve's proxy.", 1)
             if missing:
                 print(f"Serve's HTTP proxy in front of the replicas: {missing}.")
             else:
-                # Before Ray Serve is imported, here and in a cluster started here.
                 ingress.use_haproxy(os.environ)
         from .serve.deployment import build_app
         from .serve.runner import serve_until_stopped
@@ -410,7 +418,7 @@ def serve_cli(
             autoscaling=scaling,
         )
         number = serve_until_stopped(
-            app_, host=host, port=port, request_timeout_s=request_timeout_s
+            app_, host=host, port=port, request_timeout_s=request_timeout_s, haproxy=haproxy
         )
     except (ValueError, OSError) as err:  # json.JSONDecodeError is a ValueError
         _fail(f"serve: {err}", 1)

@@ -10,6 +10,7 @@ every request succeeds again. Every wait here is bounded.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import shutil
@@ -106,17 +107,19 @@ def server(request: pytest.FixtureRequest, model: Path) -> Iterator[Server]:
     environ = {"RAY_TMPDIR": str(ray_tmp)}
     if request.param == "haproxy":
         environ.update(haproxy_environment(ray_tmp))
+    else:
+        ingress.use_serves_proxy(environ)
     previous = {name: os.environ.get(name) for name in environ}
     # Read by the cluster's processes, which inherit this one's environment.
     os.environ.update(environ)
     port = free_port()
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        _node_ip_address="127.0.0.1",
-    )
     try:
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            _node_ip_address="127.0.0.1",
+        )
         serve.start(
             http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": REQUEST_TIMEOUT}
         )
@@ -332,19 +335,42 @@ def test_a_replica_killed_under_load_costs_only_requests_in_flight(
     assert after == [200] * 40
 
 
-def test_serve_names_the_ingress_of_the_cluster_not_of_its_own_environment(
+def test_serve_reads_the_ingress_from_the_cluster_and_refuses_the_other_one(
     server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On a cluster `ray start` began, the ingress is what its environment
-    gave it, whatever `serve`'s own environment says."""
-    from spacy_hf_tagger.serve.runner import cluster_ingress
+    """A cluster `ray start` began runs what its environment gave it, whatever
+    `serve`'s own says: `serve` names that one, and refuses to serve when
+    told to use the other."""
+    from spacy_hf_tagger.serve.runner import cluster_runs_haproxy, serve_until_stopped
 
-    if server.ingress == "haproxy":
-        monkeypatch.delenv(ingress.ENABLE_ENV, raising=False)
-        assert cluster_ingress() == "HAProxy"
-    else:
-        monkeypatch.setenv(ingress.ENABLE_ENV, "1")
-        assert cluster_ingress() == "Serve's HTTP proxy"
+    haproxy = server.ingress == "haproxy"
+    monkeypatch.setenv(ingress.ENABLE_ENV, "0" if haproxy else "1")  # serve's, not the cluster's
+    assert cluster_runs_haproxy() is haproxy
+    said: List[str] = []
+    runs, asked = ingress.ingress_name(haproxy), ingress.ingress_name(not haproxy)
+    with pytest.raises(ValueError, match=f"the Ray cluster runs {runs}, not {asked}"):
+        app = build_app("no pipeline is loaded")
+        serve_until_stopped(app, haproxy=not haproxy, say=said.append)
+    assert said == [] and ray.is_initialized()  # nothing served; the cluster was not stopped
+    assert serve.status().applications[APP].status == "RUNNING"
+
+
+def test_clients_keep_their_connection_behind_either_ingress(server: Server) -> None:
+    """Behind HAProxy the replicas close their connections to it, not HAProxy
+    its connections to the clients."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=REQUEST_TIMEOUT)
+    try:
+        sockets = []
+        for i in range(3):
+            body = json.dumps({"text": "John Smith visited Berlin.", "id": i})
+            connection.request("POST", "/", body, {"content-type": "application/json"})
+            response = connection.getresponse()
+            assert (response.status, json.loads(response.read())["id"]) == (200, i)
+            assert response.getheader("connection", "keep-alive").lower() != "close"
+            sockets.append(connection.sock)
+        assert sockets[0] is not None and sockets == [sockets[0]] * 3
+    finally:
+        connection.close()
 
 
 def test_ray_logs_never_hold_a_request_text(server: Server) -> None:

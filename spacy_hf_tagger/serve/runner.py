@@ -20,24 +20,39 @@ from typing import Any, Callable, Dict, Optional
 import ray
 from ray import serve
 from ray.serve import Application
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..jobs.stopping import STOP_SIGNALS, signal_name
-from .ingress import ENABLE_ENV
+from .ingress import ENABLE_ENV, ingress_name
 
 APP_NAME = "spacy-hf-tagger"
 
 
 @ray.remote(num_cpus=0)
 def _cluster_environment(name: str) -> Optional[str]:
+    """`name` in the environment a process of the cluster got at its start."""
     return os.environ.get(name)
 
 
-def cluster_ingress() -> str:
-    """The ingress Serve runs on the connected cluster, as Serve reads it: from
-    the environment its processes got at `ray start` (a cluster this process
-    started got this process's), which is not always this process's own."""
-    value = ray.get(_cluster_environment.remote(ENABLE_ENV), timeout=120)
-    return "HAProxy" if value == "1" else "Serve's HTTP proxy"
+def cluster_runs_haproxy(timeout_s: float = 30.0) -> Optional[bool]:
+    """Whether Serve runs the HAProxy ingress on the connected cluster, as
+    Serve reads it: from the environment its head node got at `ray start` (a
+    cluster this process started got this process's), which is not always
+    this process's own. None when the cluster did not answer."""
+    try:
+        heads = [
+            node["NodeID"]
+            for node in ray.nodes()
+            if node.get("Alive") and "node:__internal_head__" in node.get("Resources", {})
+        ]
+        task = _cluster_environment
+        if heads:
+            strategy = NodeAffinitySchedulingStrategy(heads[0], soft=True)
+            task = task.options(scheduling_strategy=strategy)
+        value = ray.get(task.remote(ENABLE_ENV), timeout=timeout_s)
+    except Exception:  # a name in a message is not worth a server that runs
+        return None
+    return value == "1"
 
 
 def serve_until_stopped(
@@ -48,11 +63,13 @@ def serve_until_stopped(
     request_timeout_s: Optional[float] = 60.0,
     say: Callable[[str], None] = print,
     stop: Optional[threading.Event] = None,
+    haproxy: Optional[bool] = None,
 ) -> int:
     """Run `app` at http://host:port/ until SIGINT/SIGTERM (or `stop` is set,
     for callers that are not the main thread); returns the signal's number
     (0 when `stop` ended it). `request_timeout_s` bounds each HTTP request
-    end to end (408 past it)."""
+    end to end (408 past it). `haproxy` True or False: refuse (ValueError)
+    to serve on a cluster that runs the other ingress."""
     stop = stop or threading.Event()
     received: Dict[str, int] = {}
 
@@ -61,6 +78,7 @@ def serve_until_stopped(
         stop.set()
 
     address = os.environ.get("RAY_ADDRESS") or None
+    started = False
     connected_here = not ray.is_initialized()
     previous: Dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
@@ -73,6 +91,16 @@ def serve_until_stopped(
         if previous:
             for number in STOP_SIGNALS:
                 signal.signal(number, handle)
+        runs_haproxy = cluster_runs_haproxy()
+        if haproxy is not None and runs_haproxy is not None and haproxy != runs_haproxy:
+            raise ValueError(
+                f"the Ray cluster runs {ingress_name(runs_haproxy)}, not "
+                f"{ingress_name(haproxy)}: its nodes' environment at `ray start` decides "
+                "(RAY_SERVE_ENABLE_HA_PROXY=1 for HAProxy); leave out --haproxy/--no-haproxy "
+                "to serve behind what it runs."
+            )
+        behind = "the cluster's ingress" if runs_haproxy is None else ingress_name(runs_haproxy)
+        started = True
         serve.start(
             http_options={"host": host, "port": port, "request_timeout_s": request_timeout_s}
         )
@@ -80,7 +108,7 @@ def serve_until_stopped(
             serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
             where = ray.get_runtime_context().gcs_address
             say(
-                f"Serving at http://{host}:{port}/ behind {cluster_ingress()} "
+                f"Serving at http://{host}:{port}/ behind {behind} "
                 f"(Ray cluster {where}); Ctrl-C or SIGTERM stops it."
             )
         while not stop.wait(0.5):
@@ -92,7 +120,7 @@ def serve_until_stopped(
         for number in previous:
             signal.signal(number, signal.SIG_IGN)
         try:
-            if ray.is_initialized():
+            if started and ray.is_initialized():
                 serve.delete(APP_NAME)
         finally:
             # Stops a cluster this command started (Serve's proxy and
