@@ -393,6 +393,8 @@ def serve_cli(
                 print(f"Serve's HTTP proxy in front of the replicas: {missing}.")
             else:
                 ingress.use_haproxy(os.environ)
+                for line in ingress.move_taken_ports(os.environ):
+                    print(line)
         from .serve.deployment import build_app
         from .serve.runner import serve_until_stopped
     except ImportError as err:

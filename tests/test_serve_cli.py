@@ -90,7 +90,8 @@ def _ingress_env(monkeypatch, tmp_path, args, unavailable=None, **environ):
     from spacy_hf_tagger import cli
     from spacy_hf_tagger.serve import deployment, runner
 
-    for name in (*SETTINGS, "RAY_ADDRESS"):
+    ports = [name for name, _, _ in ingress.FIXED_PORTS]
+    for name in (*SETTINGS, *ports, "RAY_ADDRESS"):
         monkeypatch.setenv(name, "")  # so that monkeypatch restores what serve writes
         monkeypatch.delenv(name)
     for name, value in environ.items():
@@ -202,3 +203,29 @@ def test_haproxy_is_looked_for_without_importing_ray_serve() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_a_taken_fixed_port_of_haproxy_is_moved_and_said(monkeypatch) -> None:
+    """HAProxy listens on Ray's fixed ports; one taken (a second `serve` on
+    the machine) made HAProxy, and `serve` with it, exit at start. Ports the
+    operator chose are left as they are."""
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("0.0.0.0", 0))
+    taken.listen()
+    try:
+        busy = taken.getsockname()[1]
+        free = free_port()
+        ports = (("STATS", busy, "the stats page"), ("METRICS", free, "the metrics"))
+        environ = {}
+        said = ingress.move_taken_ports(environ, ports)
+        assert list(environ) == ["STATS"] and int(environ["STATS"]) not in (busy, free)
+        assert said == [
+            f"the stats page listens on port {environ['STATS']}: Ray's {busy} is taken "
+            "on this machine (STATS chooses it)."
+        ]
+        chosen = {"STATS": str(busy)}
+        assert ingress.move_taken_ports(chosen, ports) == [] and chosen == {"STATS": str(busy)}
+    finally:
+        taken.close()

@@ -21,8 +21,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import socket
 from pathlib import Path
-from typing import Mapping, MutableMapping, Optional
+from typing import List, Mapping, MutableMapping, Optional, Sequence, Tuple
 
 ENABLE_ENV = "RAY_SERVE_ENABLE_HA_PROXY"
 BINARY_ENV = "RAY_SERVE_HAPROXY_BINARY_PATH"
@@ -42,6 +43,17 @@ RETRY_ON = "conn-failure empty-response response-timeout"
 # Ray's default made every stop of `serve` take 33 s.
 DRAIN_ENV = "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"
 DRAIN_S = "5"
+
+
+#: Where Ray's HAProxy ingress listens on fixed ports of every interface,
+#: whatever `--host`: (the variable that moves it, Ray's port, what it is).
+#: One taken (a second `serve` on the machine, any other server) made HAProxy
+#: exit at start, and `serve` with it, in a traceback.
+FIXED_PORTS: Tuple[Tuple[str, int, str], ...] = (
+    ("RAY_SERVE_HAPROXY_STATS_PORT", 8404, "HAProxy's stats page"),
+    ("RAY_SERVE_HAPROXY_METRICS_PORT", 9101, "HAProxy's metrics"),
+    ("RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", 8500, "Serve's fallback proxy"),
+)
 
 
 def haproxy_unavailable() -> Optional[str]:
@@ -80,6 +92,39 @@ def use_haproxy(environ: MutableMapping[str, str]) -> None:
     environ[ENABLE_ENV] = "1"
     environ.setdefault(RETRY_ON_ENV, RETRY_ON)
     environ.setdefault(DRAIN_ENV, DRAIN_S)
+
+
+def move_taken_ports(
+    environ: MutableMapping[str, str], ports: Sequence[Tuple[str, int, str]] = FIXED_PORTS
+) -> List[str]:
+    """For each of Ray's fixed ports that something on this machine holds and
+    the operator did not choose, a free one in `environ`; a line per port
+    moved, for the operator. For a cluster this process starts."""
+    said = []
+    for name, port, what in ports:
+        if name in environ or _is_free(port):
+            continue
+        environ[name] = str(_a_free_port())
+        said.append(
+            f"{what} listens on port {environ[name]}: Ray's {port} is taken on this "
+            f"machine ({name} chooses it)."
+        )
+    return said
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("0.0.0.0", port))  # where HAProxy binds them
+        except OSError:
+            return False
+    return True
+
+
+def _a_free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("0.0.0.0", 0))
+        return int(probe.getsockname()[1])
 
 
 def use_serves_proxy(environ: MutableMapping[str, str]) -> None:
