@@ -45,8 +45,9 @@ DRAIN_ENV = "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"
 DRAIN_S = "5"
 
 
-#: Where Ray's HAProxy ingress listens on fixed ports of every interface,
-#: whatever `--host`: (the variable that moves it, Ray's port, what it is).
+#: Where Ray's HAProxy ingress listens on fixed ports (stats and metrics on
+#: every interface whatever `--host`, the fallback proxy on `--host`): (the
+#: variable that moves it, Ray's port, what it is).
 #: One taken (a second `serve` on the machine, any other server) made HAProxy
 #: exit at start, and `serve` with it, in a traceback.
 FIXED_PORTS: Tuple[Tuple[str, int, str], ...] = (
