@@ -137,6 +137,17 @@ def stop(process: subprocess.Popen, limit_s: float = 60) -> float:
     return time.monotonic() - start
 
 
+def save_pipeline(model: str, folder: Path) -> Path:
+    """A blank English pipeline with our component for `model`, saved: what
+    every server of a benchmark loads."""
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("hf_token_tagger", config={"model": model})
+    nlp.to_disk(folder)
+    return folder
+
+
 def start_threads_server(pipeline: Path, port: int) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "SPACY_PIPELINE": str(pipeline), "PYTHONPATH": str(ROOT)}
     command = [
@@ -174,7 +185,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     args = ap.parse_args(argv)
 
-    import spacy
 
     print(versions_line())
     rendered = render_texts(read_conll(args.data), "natural", "sentences")[: args.limit]
@@ -188,11 +198,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="srv", dir="/tmp"))  # short: Ray's socket paths
     try:
         # Both servers load the same saved pipeline folder.
-        pipeline = work / "pipeline"
-        nlp = spacy.blank("en")
-        nlp.add_pipe("hf_token_tagger", config={"model": args.model})
-        nlp.to_disk(pipeline)
-        del nlp
+        pipeline = save_pipeline(args.model, work / "pipeline")
         names = ("threads", "ray", "ray-proxy")
         best = {name: Round(float("inf"), [], 0) for name in names}
         for _ in range(args.repeat):

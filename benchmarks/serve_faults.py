@@ -32,7 +32,7 @@ from typing import List, Optional, Sequence
 
 from accuracy import DEFAULT_DATA, DEFAULT_MODEL, versions_line
 from conll import read_conll, render_texts
-from serve import free_port, start_ray_server, stop, wait_until_up
+from serve import free_port, save_pipeline, start_ray_server, stop, wait_until_up
 
 REPLICA_TITLE = "ServeReplica:spacy-hf-tagger"
 TIMEOUT_S = 60.0
@@ -104,7 +104,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--ingress", choices=("both", "haproxy", "proxy"), default="both")
     args = ap.parse_args(argv)
 
-    import spacy
 
     if replica_pids():
         raise SystemExit(f"replicas already run on this machine ({REPLICA_TITLE}): stop them")
@@ -119,11 +118,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="flt", dir="/tmp"))  # short: Ray's socket paths
     results = {}
     try:
-        pipeline = work / "pipeline"
-        nlp = spacy.blank("en")
-        nlp.add_pipe("hf_token_tagger", config={"model": args.model})
-        nlp.to_disk(pipeline)
-        del nlp
+        pipeline = save_pipeline(args.model, work / "pipeline")
         for name in ingresses:
             port = free_port()
             extra = ["--haproxy"] if name == "haproxy" else ["--no-haproxy"]
