@@ -236,18 +236,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             f"{percentile(result.latencies, 50) * 1000:>7.1f} "
             f"{percentile(result.latencies, 99) * 1000:>7.1f} {result.failures}"
         )
-    ok = True
+    verdict = {}
     for name in names[1:]:
         ratio = best["threads"].seconds / best[name].seconds
         p99_ratio = percentile(best[name].latencies, 99) / percentile(best["threads"].latencies, 99)
         passed = ratio >= BAR_THROUGHPUT and p99_ratio <= BAR_P99 and not best[name].failures
-        if name == "ray":
-            ok = passed
+        verdict[name] = passed
         print(
             f"{name} / threads: {ratio:.2f}x requests/s (bar >= {BAR_THROUGHPUT}x), p99 "
             f"{p99_ratio:.2f}x (bar <= {BAR_P99}x): {'PASS' if passed else 'FAIL'}"
         )
-    return 0 if ok else 1
+    return 0 if verdict["ray"] else 1  # the bars are on serve as it runs by default
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import os
 import shutil
 import socket
 from pathlib import Path
-from typing import List, Mapping, MutableMapping, Optional, Sequence, Tuple
+from typing import List, MutableMapping, Optional, Sequence, Tuple
 
 ENABLE_ENV = "RAY_SERVE_ENABLE_HA_PROXY"
 BINARY_ENV = "RAY_SERVE_HAPROXY_BINARY_PATH"
@@ -133,10 +133,10 @@ def use_serves_proxy(environ: MutableMapping[str, str]) -> None:
     environ[ENABLE_ENV] = "0"
 
 
-def behind_haproxy(environ: Optional[Mapping[str, str]] = None) -> bool:
+def behind_haproxy() -> bool:
     """Whether Serve runs the HAProxy ingress in this process's cluster (as
     Serve itself reads it: from the environment the process inherited)."""
-    return (os.environ if environ is None else environ).get(ENABLE_ENV, "0") == "1"
+    return os.environ.get(ENABLE_ENV, "0") == "1"
 
 
 def ingress_name(haproxy: bool) -> str:

@@ -23,15 +23,16 @@ from ray.serve import Application
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..jobs.stopping import STOP_SIGNALS, signal_name
-from .ingress import ENABLE_ENV, ingress_name
+from .ingress import behind_haproxy, ingress_name
 
 APP_NAME = "spacy-hf-tagger"
 
 
 @ray.remote(num_cpus=0)
-def _cluster_environment(name: str) -> Optional[str]:
-    """`name` in the environment a process of the cluster got at its start."""
-    return os.environ.get(name)
+def _behind_haproxy_there() -> bool:
+    """`behind_haproxy`, in a process of the cluster (its environment is the
+    one the cluster got at its start)."""
+    return behind_haproxy()
 
 
 def cluster_runs_haproxy(timeout_s: float = 30.0) -> Optional[bool]:
@@ -45,14 +46,13 @@ def cluster_runs_haproxy(timeout_s: float = 30.0) -> Optional[bool]:
             for node in ray.nodes()
             if node.get("Alive") and "node:__internal_head__" in node.get("Resources", {})
         ]
-        task = _cluster_environment
+        task = _behind_haproxy_there
         if heads:
             strategy = NodeAffinitySchedulingStrategy(heads[0], soft=True)
             task = task.options(scheduling_strategy=strategy)
-        value = ray.get(task.remote(ENABLE_ENV), timeout=timeout_s)
+        return bool(ray.get(task.remote(), timeout=timeout_s))
     except Exception:  # a name in a message is not worth a server that runs
         return None
-    return value == "1"
 
 
 def serve_until_stopped(
